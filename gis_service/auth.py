@@ -1,0 +1,145 @@
+"""Accounts: login and logout, password hashing and role checks.
+
+Roles are admin, planner and inspector; anonymous visitors are the public. Write routes
+declare the roles they accept with ``roles_required``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from flask_wtf import FlaskForm
+from werkzeug.security import check_password_hash, generate_password_hash
+from wtforms import HiddenField, PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from layers.errors import InvalidFeature
+from layers.store import User
+
+from .http_errors import error_response, wants_json
+from .store_access import get_store
+
+bp = Blueprint("auth", __name__)
+login_manager = LoginManager()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+ROLE_LABELS = {
+    "admin": _l("Administrator"),
+    "planner": _l("Planner"),
+    "inspector": _l("Inspector"),
+}
+
+
+def role_label(role: str) -> str:
+    return str(ROLE_LABELS.get(role, role))
+
+
+class Account(UserMixin):
+    """Flask-Login's view of a stored account."""
+
+    def __init__(self, user: User) -> None:
+        self.user = user
+
+    def get_id(self) -> str:
+        return self.user.username
+
+    @property
+    def role(self) -> str:
+        return self.user.role
+
+
+class LoginForm(FlaskForm):
+    username = StringField(_l("Username"), validators=[DataRequired(), Length(max=100)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=200)])
+    next = HiddenField()
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password)
+
+
+def create_account(username: str, password: str, role: str) -> User:
+    """Create an account; the store refuses duplicates and unknown roles."""
+    if len(password) < 8:
+        raise InvalidFeature("A password needs at least 8 characters")
+    return get_store().create_user(username, hash_password(password), role)
+
+
+def safe_next(target: str | None) -> str:
+    """Only same-site paths are followed after login, never another host."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("inspector.map_page")
+
+
+@login_manager.user_loader
+def load_user(username: str) -> Account | None:
+    user = get_store().get_user(username)
+    return Account(user) if user else None
+
+
+@login_manager.unauthorized_handler
+def unauthorized() -> ResponseReturnValue:
+    if wants_json():
+        return error_response(401, _("Log in first."))
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+def roles_required(*roles: str) -> Callable[[F], F]:
+    """Allow a view only to logged-in users whose role is one of ``roles``."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not current_user.is_authenticated:
+                return login_manager.unauthorized()
+            if current_user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    form = LoginForm(next=request.args.get("next", ""))
+    if form.validate_on_submit():
+        user = get_store().get_user(form.username.data.strip())
+        if user and check_password_hash(user.password_hash, form.password.data):
+            login_user(Account(user))
+            return redirect(safe_next(form.next.data))
+        flash(_("Wrong username or password."), "error")
+        return render_template("login.html", form=form), 401
+    status = 400 if form.is_submitted() else 200
+    return render_template("login.html", form=form), status
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    logout_user()
+    return redirect(url_for("auth.login"))
+
+
+def init_app(app: Flask) -> None:
+    login_manager.init_app(app)
+    app.jinja_env.globals["role_label"] = role_label
+    app.register_blueprint(bp)

@@ -1,0 +1,38 @@
+"""Configuration defaults; each can be overridden by a ``GIS_``-prefixed environment variable.
+
+Flask's ``from_prefixed_env`` reads ``GIS_SECRET_KEY`` into ``SECRET_KEY`` and parses
+JSON values, so ``GIS_SESSION_COOKIE_SECURE=true`` becomes a boolean.
+"""
+
+from pathlib import Path
+
+
+class DefaultConfig:
+    """Safe defaults: production mode, secure cookies off only because dev runs on http."""
+
+    # "development" allows a throw-away SECRET_KEY; anything else requires GIS_SECRET_KEY.
+    ENV_NAME = "production"
+    SECRET_KEY: str | None = None
+    # SQLite file of the embedded store (or a sqlite:/// URL).
+    DATABASE = str(Path.cwd() / "instance" / "gis.sqlite")
+    # Basemap tiles; an empty string means no basemap (the map draws on a plain background).
+    TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    TILE_ATTRIBUTION = "&copy; OpenStreetMap contributors"
+    # Folder holding node_modules with the pinned Leaflet assets (see package.json there).
+    ASSETS_DIR = str(Path(__file__).parent / "assets")
+    # Languages the UI offers; the first is the default.
+    LANGUAGES = ("vi", "en")
+    BABEL_DEFAULT_LOCALE = "vi"
+    BABEL_DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
+    # Cookies: HttpOnly and SameSite always; Secure when served over https.
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    # Uploads arrive in a later version; until then requests stay small.
+    MAX_CONTENT_LENGTH = 200 * 1024 * 1024
+    # Page size the map uses when it fetches features from the API.
+    MAP_PAGE_SIZE = 2000
+    # The view (minLon, minLat, maxLon, maxLat) when the store holds no layer yet.
+    MAP_DEFAULT_BOUNDS = (106.755, 11.461, 106.933, 11.577)

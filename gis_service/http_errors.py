@@ -1,0 +1,63 @@
+"""The one place where core errors and HTTP errors become responses.
+
+API clients (paths under /api/) get JSON ``{"error": ..., "status": ...}``; people get
+the error page. Nothing reaches the user as a traceback.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from layers import errors
+
+STATUS: dict[type[errors.GisError], int] = {
+    errors.LayerNotFound: 404,
+    errors.FeatureNotFound: 404,
+    errors.InvalidQuery: 400,
+    errors.InvalidFeature: 400,
+    errors.LayerExists: 409,
+    errors.UserExists: 409,
+    errors.VersionConflict: 409,
+}
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def error_response(status: int, message: str) -> ResponseReturnValue:
+    if wants_json():
+        return jsonify(error=message, status=status), status
+    return render_template("error.html", status=status, message=message), status
+
+
+def handle_gis_error(exc: errors.GisError) -> ResponseReturnValue:
+    status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 400)
+    return error_response(status, exc.message)
+
+
+def handle_csrf_error(exc: CSRFError) -> ResponseReturnValue:
+    return error_response(
+        400, _("The form expired or was not sent from this site; reload the page and try again.")
+    )
+
+
+def handle_http_error(exc: HTTPException) -> ResponseReturnValue:
+    return error_response(exc.code or 500, exc.description or exc.name)
+
+
+def handle_unexpected(exc: Exception) -> ResponseReturnValue:
+    """Log the traceback for operators; show the user a plain message."""
+    current_app.logger.exception("Unhandled error on %s", request.path)
+    return error_response(500, InternalServerError.description)
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(errors.GisError, handle_gis_error)
+    app.register_error_handler(CSRFError, handle_csrf_error)
+    app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,132 @@
+"""The inspector map: wards and thematic layers, filtered on the server, behind login."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_login import login_required
+
+from layers.errors import InvalidQuery
+from layers.kinds import KINDS
+from layers.query import MAX_LIMIT, filter_params, parse_query
+from layers.store import Layer, Store
+
+from .map_builder import MapLayer, MapSettings, build_map, render_parts
+from .security import csp_nonce
+from .store_access import get_store
+
+bp = Blueprint("inspector", __name__)
+
+# Parameters of the map page that are not layer filters.
+PAGE_PARAMS = ("lang",)
+
+
+def map_messages() -> dict[str, str]:
+    """UI strings the map script shows, in the current language."""
+    return {
+        "basemap": _("Basemap"),
+        "fullscreen": _("Full screen"),
+        "exit_fullscreen": _("Exit full screen"),
+        "locate": _("Show my location"),
+        "legend": _("Legend"),
+        "loading": _("Loading…"),
+        "load_error": _("Could not load layer"),
+        "yes": _("Yes"),
+        "no": _("No"),
+        "shown": _("shown"),
+    }
+
+
+def split_filters(
+    args: dict[str, list[str]], layers: list[Layer]
+) -> tuple[dict[str, list[str]], dict[str, dict[str, list[str]]]]:
+    """Check the page's filters and give each layer the ones its fields accept.
+
+    A filter no layer understands is refused, like a bad value, with a 400.
+    """
+    filters = {k: v for k, v in args.items() if k not in PAGE_PARAMS and any(x.strip() for x in v)}
+    per_layer: dict[str, dict[str, list[str]]] = {}
+    understood: set[str] = set()
+    for layer in layers:
+        accepted = set(filter_params(layer.fields))
+        mine = {k: v for k, v in filters.items() if k in accepted}
+        parse_query(mine, layer.fields)  # raises InvalidQuery on a bad value
+        per_layer[layer.slug] = mine
+        understood |= set(mine)
+    unknown = sorted(set(filters) - understood)
+    if unknown:
+        raise InvalidQuery(f"Unknown map filter(s): {', '.join(unknown)}")
+    return filters, per_layer
+
+
+def ward_index(store: Store, layers: list[Layer]) -> tuple[dict[str, str], dict[str, tuple]]:
+    """Names and bounds of every ward, by code, from all ward-kind layers."""
+    names: dict[str, str] = {}
+    bounds: dict[str, tuple] = {}
+    for layer in layers:
+        if layer.kind != "ward":
+            continue
+        page = store.query_features(layer.slug, parse_query({"limit": ["10000"]}, ()))
+        for f in page.features:
+            code = str(f.properties.get("code", ""))
+            names[code] = f.properties.get("name", code)
+            bounds[code] = f.geometry.bounds
+    return names, bounds
+
+
+def map_bounds(store: Store, layers: list[Layer]) -> tuple[float, float, float, float]:
+    """The view that shows the wards (or, without wards, all layers, or the default)."""
+    preferred = [la for la in layers if la.kind == "ward"] or layers
+    extents = [e for e in (store.extent(la.slug) for la in preferred) if e]
+    if not extents:
+        return tuple(current_app.config["MAP_DEFAULT_BOUNDS"])  # type: ignore[return-value]
+    return (
+        min(e[0] for e in extents),
+        min(e[1] for e in extents),
+        max(e[2] for e in extents),
+        max(e[3] for e in extents),
+    )
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    return redirect(url_for(".map_page"))
+
+
+@bp.get("/map")
+@login_required
+def map_page() -> ResponseReturnValue:
+    store = get_store()
+    layers = store.list_layers()
+    filters, per_layer = split_filters(request.args.to_dict(flat=False), layers)
+    ward_names, ward_bounds = ward_index(store, layers)
+    chosen_ward = (filters.get("ward") or [""])[-1]
+    bounds = ward_bounds.get(chosen_ward) or map_bounds(store, layers)
+    lang = str(get_locale() or "vi")
+    map_layers = [
+        MapLayer(la, url_for("api.features", slug=la.slug), per_layer[la.slug]) for la in layers
+    ]
+    settings = MapSettings(
+        bounds=bounds,
+        lang=lang,
+        tile_url=current_app.config["TILE_URL"],
+        tile_attribution=current_app.config["TILE_ATTRIBUTION"],
+        messages=map_messages(),
+        ward_names=ward_names,
+        page_size=min(current_app.config["MAP_PAGE_SIZE"], MAX_LIMIT),
+    )
+    parts = render_parts(build_map(map_layers, settings), csp_nonce())
+    hotspot = KINDS["hotspot"]
+    return render_template(
+        "map.html",
+        parts=parts,
+        filters={k: v[-1] for k, v in filters.items()},
+        wards=sorted(ward_names.items(), key=lambda kv: kv[1]),
+        status_choices=hotspot.field("status").choices,
+        category_choices=hotspot.field("category").choices,
+        severity_choices=hotspot.field("severity").choices,
+        lang=lang,
+        layer_count=len(layers),
+    )

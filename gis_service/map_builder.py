@@ -1,0 +1,167 @@
+"""Builds the inspector map with Folium: the page shell only, never the feature data.
+
+Folium lays out the map, its controls and one empty container per layer (a marker
+cluster for point layers, a feature group otherwise). ``static/js/gis_map.js`` then
+fills those containers from the JSON API for the current view, so the page weight does
+not grow with the data.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import folium
+import folium.plugins
+from branca.element import MacroElement
+from jinja2 import Template
+from jinja2.utils import htmlsafe_json_dumps
+from markupsafe import escape
+
+from layers.kinds import get_kind
+from layers.store import Layer
+
+POINT_TYPES = ("Point", "MultiPoint")
+
+
+@dataclass
+class MapLayer:
+    """A layer as the map shows it: where to fetch it and which filters apply."""
+
+    layer: Layer
+    url: str
+    params: dict[str, list[str]] = field(default_factory=dict)
+    show: bool = True
+
+
+@dataclass
+class MapSettings:
+    """Everything about the page that is not a layer."""
+
+    bounds: tuple[float, float, float, float]
+    lang: str
+    tile_url: str
+    tile_attribution: str
+    messages: dict[str, str]
+    ward_names: dict[str, str]
+    page_size: int
+
+
+class DataLoader(MacroElement):
+    """Hands the map, its layer containers and their configuration to gis_map.js."""
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+        GisMap.start({{ this._parent.get_name() }}, {{ this.groups }}, {{ this.config }});
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, groups: dict[str, str], config: dict[str, Any]) -> None:
+        super().__init__()
+        self._name = "DataLoader"
+        # Group variable names are Folium-generated identifiers; slugs are validated.
+        self.groups = "{" + ", ".join(f"{json.dumps(s)}: {v}" for s, v in groups.items()) + "}"
+        self.config = htmlsafe_json_dumps(config)
+
+
+def layer_config(ml: MapLayer, lang: str) -> dict[str, Any]:
+    """What the browser needs to fetch, draw, colour and label one layer."""
+    layer = ml.layer
+    kind = get_kind(layer.kind)
+    color_field = layer.style.get("color_by", kind.color_by)
+    colors: dict[str, str] = {}
+    for f in layer.fields:
+        if f.name == color_field:
+            colors = {str(c.value): c.color for c in f.choices}
+    return {
+        "slug": layer.slug,
+        "kind": layer.kind,
+        "title": layer.title,
+        "url": ml.url,
+        "params": ml.params,
+        "points": layer.geometry_type in POINT_TYPES,
+        "polygons": layer.kind == "ward",
+        "color": layer.style.get("color", kind.color),
+        "color_by": color_field if colors else None,
+        "colors": colors,
+        "title_field": kind.title_field,
+        "fields": [
+            {
+                "name": f.name,
+                "label": f.label(lang),
+                "type": f.type,
+                "choices": {str(c.value): c.label(lang) for c in f.choices},
+            }
+            for f in layer.fields
+        ],
+        "legend": [
+            {"label": c.label(lang), "color": c.color}
+            for f in layer.fields
+            if f.name == color_field
+            for c in f.choices
+        ],
+    }
+
+
+def build_map(layers: list[MapLayer], settings: MapSettings) -> folium.Map:
+    """The inspector map shell, fitted to ``settings.bounds`` (minx, miny, maxx, maxy)."""
+    minx, miny, maxx, maxy = settings.bounds
+    m = folium.Map(
+        location=[(miny + maxy) / 2, (minx + maxx) / 2],
+        tiles=None,
+        max_zoom=19,
+        control_scale=True,
+    )
+    if settings.tile_url:
+        folium.TileLayer(
+            tiles=settings.tile_url,
+            attr=settings.tile_attribution,
+            name=settings.messages["basemap"],
+            max_zoom=19,
+            control=False,
+        ).add_to(m)
+    groups: dict[str, str] = {}
+    for ml in layers:
+        # Leaflet's layer control writes names with innerHTML: escape the title.
+        name = str(escape(ml.layer.title))
+        if ml.layer.geometry_type in POINT_TYPES:
+            group: folium.map.Layer = folium.plugins.MarkerCluster(
+                name=name,
+                show=ml.show,
+                icon_create_function=(
+                    f"function (c) {{ return GisMap.clusterIcon(c, {json.dumps(ml.layer.slug)}); }}"
+                ),
+                options={"maxClusterRadius": 50, "disableClusteringAtZoom": 17},
+            )
+        else:
+            group = folium.FeatureGroup(name=name, show=ml.show)
+        group.add_to(m)
+        groups[ml.layer.slug] = group.get_name()
+    folium.plugins.Fullscreen(
+        title=settings.messages["fullscreen"], title_cancel=settings.messages["exit_fullscreen"]
+    ).add_to(m)
+    folium.plugins.LocateControl(
+        strings={"title": settings.messages["locate"]}, flyTo=True
+    ).add_to(m)
+    folium.LayerControl(collapsed=True).add_to(m)
+    m.fit_bounds([[miny, minx], [maxy, maxx]])
+    config = {
+        "layers": [layer_config(ml, settings.lang) for ml in layers],
+        "ward_names": settings.ward_names,
+        "messages": settings.messages,
+        "page_size": settings.page_size,
+        "lang": settings.lang,
+    }
+    DataLoader(groups, config).add_to(m)
+    return m
+
+
+def render_parts(m: folium.Map, nonce: str) -> dict[str, str]:
+    """Folium's header, body and script, with our CSP nonce on every inline script tag."""
+    root = m.get_root()
+    root.render()
+    header = root.header.render().replace("<script", f'<script nonce="{nonce}"')
+    return {"header": header, "body": root.html.render(), "script": root.script.render()}

@@ -1,0 +1,236 @@
+/*
+ * Fills the Folium-built map with features fetched from the JSON API for the current
+ * view. Every value from the data is written with textContent or as a DOM node, never
+ * through innerHTML, so names like "<img onerror=...>" stay text.
+ */
+(function () {
+  'use strict';
+
+  var state = { ready: false, layers: {} };
+  window.gisState = state;
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) { node.className = className; }
+    if (text !== undefined && text !== null) { node.textContent = String(text); }
+    return node;
+  }
+
+  function safeColor(value, fallback) {
+    return /^#[0-9a-fA-F]{3,8}$/.test(String(value)) ? value : fallback;
+  }
+
+  function safeClass(slug) {
+    return String(slug).replace(/[^a-z0-9_-]/g, '');
+  }
+
+  function formatValue(field, value, cfg) {
+    if (value === null || value === undefined || value === '') { return ''; }
+    if (field.name === 'ward' && cfg.ward_names[value]) { return cfg.ward_names[value]; }
+    if (field.type === 'choice' && field.choices[String(value)] !== undefined) {
+      return field.choices[String(value)];
+    }
+    if (field.type === 'boolean') { return value ? cfg.messages.yes : cfg.messages.no; }
+    if (field.type === 'date' && /^\d{4}-\d{2}-\d{2}$/.test(value) && cfg.lang !== 'en') {
+      var p = value.split('-');
+      return p[2] + '/' + p[1] + '/' + p[0];
+    }
+    if (typeof value === 'number') { return value.toLocaleString(cfg.lang === 'en' ? 'en' : 'vi'); }
+    return String(value);
+  }
+
+  function popupContent(layerCfg, feature, cfg) {
+    var props = feature.properties || {};
+    var box = el('div', 'gis-popup');
+    box.appendChild(el('div', 'gis-popup-kind', layerCfg.title));
+    box.appendChild(el('h3', null, props[layerCfg.title_field] || ('#' + feature.id)));
+    var table = el('table');
+    var fields = layerCfg.fields.length ? layerCfg.fields : Object.keys(props).map(function (k) {
+      return { name: k, label: k, type: 'text', choices: {} };
+    });
+    fields.forEach(function (field) {
+      if (field.name === layerCfg.title_field) { return; }
+      var text = formatValue(field, props[field.name], cfg);
+      if (text === '') { return; }
+      var row = el('tr');
+      row.appendChild(el('th', null, field.label));
+      row.appendChild(el('td', null, text));
+      table.appendChild(row);
+    });
+    box.appendChild(table);
+    return box;
+  }
+
+  function featureColor(layerCfg, feature) {
+    var props = feature.properties || {};
+    var base = safeColor(layerCfg.color, '#3f51b5');
+    if (!layerCfg.color_by) { return base; }
+    return safeColor(layerCfg.colors[String(props[layerCfg.color_by])], base);
+  }
+
+  function markerIcon(layerCfg, color) {
+    var dot = el('span', 'gis-dot');
+    dot.style.background = color;
+    return L.divIcon({
+      html: dot,
+      className: 'gis-marker gis-marker-' + safeClass(layerCfg.slug),
+      iconSize: [16, 16]
+    });
+  }
+
+  function toLeaflet(layerCfg, data, cfg) {
+    return L.geoJSON(data, {
+      pointToLayer: function (feature, latlng) {
+        return L.marker(latlng, { icon: markerIcon(layerCfg, featureColor(layerCfg, feature)) });
+      },
+      style: function (feature) {
+        var color = featureColor(layerCfg, feature);
+        return layerCfg.polygons
+          ? { color: color, weight: 2, fillOpacity: 0.04, className: 'gis-ward gis-shape-' + safeClass(layerCfg.slug) }
+          : { color: color, weight: 2, fillOpacity: 0.2, className: 'gis-shape-' + safeClass(layerCfg.slug) };
+      },
+      onEachFeature: function (feature, layer) {
+        layer.bindPopup(popupContent(layerCfg, feature, cfg), { maxWidth: 320 });
+        if (layerCfg.polygons) {
+          var name = (feature.properties || {})[layerCfg.title_field];
+          layer.bindTooltip(el('span', null, name), {
+            permanent: true, direction: 'center', className: 'gis-ward-label'
+          });
+        }
+      }
+    });
+  }
+
+  function query(layerCfg, bounds, cfg) {
+    var params = new URLSearchParams();
+    Object.keys(layerCfg.params).forEach(function (key) {
+      layerCfg.params[key].forEach(function (v) { params.append(key, v); });
+    });
+    params.set('bbox', [bounds.getWest(), bounds.getSouth(), bounds.getEast(), bounds.getNorth()]
+      .map(function (x) { return Math.max(-180, Math.min(180, x)).toFixed(6); }).join(','));
+    params.set('limit', String(cfg.page_size));
+    return layerCfg.url + '?' + params.toString();
+  }
+
+  async function fetchAll(url, signal) {
+    var features = [];
+    while (url) {
+      var response = await fetch(url, { signal: signal, credentials: 'same-origin',
+                                        headers: { Accept: 'application/json' } });
+      if (!response.ok) { throw new Error('HTTP ' + response.status); }
+      var page = await response.json();
+      features = features.concat(page.features);
+      var next = (page.links || []).filter(function (l) { return l.rel === 'next'; })[0];
+      url = next ? next.href : null;
+    }
+    return { type: 'FeatureCollection', features: features };
+  }
+
+  function clampBounds(bounds) {
+    var sw = bounds.getSouthWest(), ne = bounds.getNorthEast();
+    return L.latLngBounds([Math.max(-90, sw.lat), Math.max(-180, sw.lng)],
+                          [Math.min(90, ne.lat), Math.min(180, ne.lng)]);
+  }
+
+  function addLegend(map, cfg) {
+    var control = L.control({ position: 'bottomright' });
+    control.onAdd = function () {
+      var box = el('div', 'gis-legend leaflet-bar');
+      var details = el('details');
+      details.open = window.innerWidth > 700;
+      details.appendChild(el('summary', null, cfg.messages.legend));
+      cfg.layers.forEach(function (layerCfg) {
+        var section = el('div', 'gis-legend-layer');
+        section.appendChild(el('strong', null, layerCfg.title));
+        var status = el('span', 'gis-legend-count');
+        status.dataset.slug = layerCfg.slug;
+        section.appendChild(status);
+        var items = layerCfg.legend.length ? layerCfg.legend
+          : [{ label: layerCfg.title, color: layerCfg.color }];
+        items.forEach(function (item) {
+          var row = el('div', 'gis-legend-item');
+          var swatch = el('span', 'gis-dot');
+          swatch.style.background = safeColor(item.color, '#3f51b5');
+          row.appendChild(swatch);
+          row.appendChild(el('span', null, item.label));
+          section.appendChild(row);
+        });
+        details.appendChild(section);
+      });
+      box.appendChild(details);
+      L.DomEvent.disableClickPropagation(box);
+      return box;
+    };
+    control.addTo(map);
+  }
+
+  function showCount(slug, text) {
+    document.querySelectorAll('.gis-legend-count').forEach(function (node) {
+      if (node.dataset.slug === slug) { node.textContent = text; }
+    });
+  }
+
+  var GisMap = {
+    clusterIcon: function (cluster, slug) {
+      var n = cluster.getChildCount();
+      var size = n < 10 ? 'small' : (n < 100 ? 'medium' : 'large');
+      var inner = el('div');
+      inner.appendChild(el('span', null, n));
+      return L.divIcon({
+        html: inner,
+        className: 'marker-cluster marker-cluster-' + size + ' gis-cluster gis-cluster-' + safeClass(slug),
+        iconSize: L.point(40, 40)
+      });
+    },
+
+    start: function (map, groups, cfg) {
+      var loaded = {};
+      var controller = null;
+      addLegend(map, cfg);
+
+      async function refresh() {
+        var view = clampBounds(map.getBounds().pad(0.25));
+        var pending = cfg.layers.filter(function (l) {
+          return !(loaded[l.slug] && loaded[l.slug].contains(map.getBounds()));
+        });
+        if (!pending.length) { state.ready = true; return; }
+        if (controller) { controller.abort(); }
+        controller = new AbortController();
+        var signal = controller.signal;
+        state.ready = false;
+        await Promise.all(pending.map(async function (layerCfg) {
+          var group = groups[layerCfg.slug];
+          state.layers[layerCfg.slug] = { loading: true, count: 0, error: null };
+          showCount(layerCfg.slug, ' · ' + cfg.messages.loading);
+          try {
+            var data = await fetchAll(query(layerCfg, view, cfg), signal);
+            group.clearLayers();
+            if (layerCfg.points && group.addLayers) {
+              group.addLayers(toLeaflet(layerCfg, data, cfg).getLayers());
+            } else {
+              toLeaflet(layerCfg, data, cfg).eachLayer(function (l) { group.addLayer(l); });
+            }
+            loaded[layerCfg.slug] = view;
+            state.layers[layerCfg.slug] = { loading: false, count: data.features.length, error: null };
+            showCount(layerCfg.slug, ' · ' + data.features.length + ' ' + cfg.messages.shown);
+          } catch (err) {
+            if (err.name === 'AbortError') { return; }
+            state.layers[layerCfg.slug] = { loading: false, count: 0, error: String(err) };
+            showCount(layerCfg.slug, ' · ' + cfg.messages.load_error);
+          }
+        }));
+        if (!signal.aborted) { state.ready = true; }
+      }
+
+      var timer = null;
+      map.on('moveend', function () {
+        state.ready = false;
+        clearTimeout(timer);
+        timer = setTimeout(refresh, 150);
+      });
+      refresh();
+    }
+  };
+
+  window.GisMap = GisMap;
+})();

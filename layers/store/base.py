@@ -1,0 +1,221 @@
+"""The Store interface every backend implements, and the records it returns.
+
+Backends keep dialect details to themselves; callers see shapely geometries in
+EPSG:4326, plain dicts of typed properties and the typed errors of ``layers.errors``.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shapely.geometry import mapping
+from shapely.geometry.base import BaseGeometry
+
+from ..errors import InvalidFeature
+from ..kinds import FieldDef, get_kind
+from ..query import FeatureQuery
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+ROLES = ("admin", "planner", "inspector")
+GEOMETRY_FAMILIES = {
+    "Point": {"Point", "MultiPoint"},
+    "LineString": {"LineString", "MultiLineString"},
+    "MultiPolygon": {"Polygon", "MultiPolygon"},
+    "Polygon": {"Polygon", "MultiPolygon"},
+}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A layer's description; its features live in the store beside it."""
+
+    slug: str
+    title: str
+    kind: str
+    geometry_type: str
+    public: bool = False
+    style: dict[str, Any] = field(default_factory=dict)
+    fields: tuple[FieldDef, ...] = ()
+    created_at: str = ""
+    updated_at: str = ""
+
+    def to_dict(self, lang: str = "vi") -> dict[str, Any]:
+        return {
+            "slug": self.slug,
+            "title": self.title,
+            "kind": self.kind,
+            "kind_label": get_kind(self.kind).label(lang),
+            "geometry_type": self.geometry_type,
+            "public": self.public,
+            "style": self.style,
+            "fields": [f.to_dict() for f in self.fields],
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One stored feature: geometry in EPSG:4326, typed properties and its edit version."""
+
+    id: int
+    layer: str
+    geometry: BaseGeometry
+    properties: dict[str, Any]
+    version: int
+    created_at: str
+    updated_at: str
+
+    def to_geojson(self) -> dict[str, Any]:
+        return {
+            "type": "Feature",
+            "id": self.id,
+            "geometry": mapping(self.geometry),
+            "properties": self.properties,
+            "meta": {
+                "version": self.version,
+                "created_at": self.created_at,
+                "updated_at": self.updated_at,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class FeaturePage:
+    """One page of a query's matches, with the total so callers can page on."""
+
+    features: list[Feature]
+    matched: int
+    query: FeatureQuery
+
+    @property
+    def next_offset(self) -> int | None:
+        end = self.query.offset + len(self.features)
+        return end if end < self.matched else None
+
+
+@dataclass(frozen=True)
+class User:
+    """An account. The password is only ever held as a hash."""
+
+    username: str
+    password_hash: str
+    role: str
+    created_at: str = ""
+
+
+def layer_fields(kind: str, fields: Iterable[FieldDef] | None) -> tuple[FieldDef, ...]:
+    """Fields of a new layer: the kind's own, or the declared ones for a generic layer."""
+    k = get_kind(kind)
+    if kind != "generic":
+        return k.fields
+    return tuple(fields or ())
+
+
+def check_slug(slug: str) -> str:
+    if not SLUG_RE.match(slug):
+        raise InvalidFeature(
+            "A layer slug must be 1–63 lowercase letters, digits, '-' or '_', "
+            f"starting with a letter or digit; got {slug!r}"
+        )
+    return slug
+
+
+def check_geometry(layer: Layer, geom: BaseGeometry | None) -> BaseGeometry:
+    """Refuse empty, invalid or wrong-type geometries, and coordinates outside degrees."""
+    if geom is None or geom.is_empty:
+        raise InvalidFeature("A feature needs a non-empty geometry")
+    family = GEOMETRY_FAMILIES.get(layer.geometry_type)
+    if family and geom.geom_type not in family:
+        raise InvalidFeature(
+            f"Layer {layer.slug!r} holds {layer.geometry_type} features, not {geom.geom_type}"
+        )
+    minx, miny, maxx, maxy = geom.bounds
+    if minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
+        raise InvalidFeature("Coordinates must be longitude/latitude in EPSG:4326")
+    if not geom.is_valid:
+        raise InvalidFeature("The geometry is invalid (for example a self-intersecting ring)")
+    return geom
+
+
+class Store(ABC):
+    """Persistent layers, features and accounts. Every write is one transaction."""
+
+    # Layers
+    @abstractmethod
+    def create_layer(
+        self,
+        slug: str,
+        title: str,
+        kind: str,
+        *,
+        geometry_type: str | None = None,
+        public: bool = False,
+        style: dict[str, Any] | None = None,
+        fields: Iterable[FieldDef] | None = None,
+    ) -> Layer:
+        """Create an empty layer; raises LayerExists or InvalidFeature."""
+
+    @abstractmethod
+    def get_layer(self, slug: str) -> Layer:
+        """Return a layer; raises LayerNotFound."""
+
+    @abstractmethod
+    def list_layers(self, *, public_only: bool = False) -> list[Layer]:
+        """All layers, in creation order."""
+
+    @abstractmethod
+    def delete_layer(self, slug: str) -> None:
+        """Remove a layer and its features; raises LayerNotFound."""
+
+    # Features
+    @abstractmethod
+    def add_features(
+        self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]]
+    ) -> list[int]:
+        """Add features atomically: all are stored, or none (InvalidFeature names the bad one)."""
+
+    @abstractmethod
+    def query_features(self, slug: str, query: FeatureQuery) -> FeaturePage:
+        """Features of a layer matching a query, in id order."""
+
+    @abstractmethod
+    def get_feature(self, slug: str, feature_id: int) -> Feature:
+        """One feature; raises LayerNotFound or FeatureNotFound."""
+
+    @abstractmethod
+    def update_feature(
+        self,
+        slug: str,
+        feature_id: int,
+        *,
+        expected_version: int,
+        geometry: BaseGeometry | None = None,
+        properties: dict[str, Any] | None = None,
+    ) -> Feature:
+        """Change a feature if it is still at ``expected_version``; else VersionConflict."""
+
+    @abstractmethod
+    def extent(self, slug: str) -> tuple[float, float, float, float] | None:
+        """Bounding box of a layer's features, or None when it has none."""
+
+    @abstractmethod
+    def count_features(self, slug: str) -> int:
+        """Number of features in a layer."""
+
+    # Accounts
+    @abstractmethod
+    def create_user(self, username: str, password_hash: str, role: str) -> User:
+        """Create an account; raises UserExists or InvalidFeature for a bad role."""
+
+    @abstractmethod
+    def get_user(self, username: str) -> User | None:
+        """The account with that name, or None."""
+
+    @abstractmethod
+    def list_users(self) -> list[User]:
+        """All accounts, by name."""

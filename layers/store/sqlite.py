@@ -1,0 +1,363 @@
+"""The embedded default store: one SQLite file, an R*Tree over feature bounding boxes.
+
+No server and no extension: geometries are WKB blobs, properties JSON text, and the
+spatial index is SQLite's built-in R*Tree module. The file runs in WAL mode so map
+readers never wait for a writer; every write is one ``BEGIN IMMEDIATE`` transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from ..errors import (
+    FeatureNotFound,
+    InvalidFeature,
+    LayerExists,
+    LayerNotFound,
+    UserExists,
+    VersionConflict,
+)
+from ..kinds import FieldDef, clean_properties, get_kind
+from ..query import FeatureQuery
+from .base import (
+    ROLES,
+    Feature,
+    FeaturePage,
+    Layer,
+    Store,
+    User,
+    check_geometry,
+    check_slug,
+    layer_fields,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS layers (
+    id INTEGER PRIMARY KEY,
+    slug TEXT NOT NULL UNIQUE,
+    title TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    geometry_type TEXT NOT NULL,
+    public INTEGER NOT NULL DEFAULT 0,
+    style TEXT NOT NULL DEFAULT '{}',
+    fields TEXT NOT NULL DEFAULT '[]',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS features (
+    id INTEGER PRIMARY KEY,
+    layer_id INTEGER NOT NULL REFERENCES layers(id) ON DELETE CASCADE,
+    geom BLOB NOT NULL,
+    props TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS features_layer ON features(layer_id, id);
+CREATE VIRTUAL TABLE IF NOT EXISTS features_rtree USING rtree(id, minx, maxx, miny, maxy);
+CREATE TABLE IF NOT EXISTS users (
+    username TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+"""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+class SQLiteStore(Store):
+    """Store backed by one SQLite file; safe to share between threads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        # executescript manages its own transaction; the schema is idempotent.
+        self._con().executescript(SCHEMA)
+
+    # -- connection and transactions -------------------------------------------------
+    def _con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            con.row_factory = sqlite3.Row
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA foreign_keys=ON")
+            con.execute("PRAGMA synchronous=NORMAL")
+            self._local.con = con
+        return con
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed on success, rolled back on any exception."""
+        con = self._con()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    # -- layers ---------------------------------------------------------------------------
+    def _layer_row(self, con: sqlite3.Connection, slug: str) -> sqlite3.Row:
+        row = con.execute("SELECT * FROM layers WHERE slug = ?", (slug,)).fetchone()
+        if row is None:
+            raise LayerNotFound(f"No layer named {slug!r}")
+        return row
+
+    @staticmethod
+    def _to_layer(row: sqlite3.Row) -> Layer:
+        return Layer(
+            slug=row["slug"],
+            title=row["title"],
+            kind=row["kind"],
+            geometry_type=row["geometry_type"],
+            public=bool(row["public"]),
+            style=json.loads(row["style"]),
+            fields=tuple(FieldDef.from_dict(f) for f in json.loads(row["fields"])),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+    def create_layer(
+        self,
+        slug: str,
+        title: str,
+        kind: str,
+        *,
+        geometry_type: str | None = None,
+        public: bool = False,
+        style: dict[str, Any] | None = None,
+        fields: Iterable[FieldDef] | None = None,
+    ) -> Layer:
+        check_slug(slug)
+        title = title.strip()
+        if not title:
+            raise InvalidFeature("A layer needs a title")
+        geometry_type = geometry_type or get_kind(kind).geometry_type
+        field_defs = layer_fields(kind, fields)
+        now = _now()
+        try:
+            with self._tx() as con:
+                con.execute(
+                    "INSERT INTO layers (slug, title, kind, geometry_type, public, style, fields,"
+                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (slug, title, kind, geometry_type, int(public), json.dumps(style or {}),
+                     json.dumps([f.to_dict() for f in field_defs], ensure_ascii=False), now, now),
+                )
+        except sqlite3.IntegrityError:
+            raise LayerExists(f"A layer named {slug!r} already exists") from None
+        return self.get_layer(slug)
+
+    def get_layer(self, slug: str) -> Layer:
+        return self._to_layer(self._layer_row(self._con(), slug))
+
+    def list_layers(self, *, public_only: bool = False) -> list[Layer]:
+        rows = self._con().execute(
+            "SELECT * FROM layers WHERE public = 1 OR ? = 0 ORDER BY id", (int(public_only),)
+        )
+        return [self._to_layer(r) for r in rows]
+
+    def delete_layer(self, slug: str) -> None:
+        with self._tx() as con:
+            layer_id = self._layer_row(con, slug)["id"]
+            con.execute(
+                "DELETE FROM features_rtree"
+                " WHERE id IN (SELECT id FROM features WHERE layer_id = ?)",
+                (layer_id,),
+            )
+            con.execute("DELETE FROM features WHERE layer_id = ?", (layer_id,))
+            con.execute("DELETE FROM layers WHERE id = ?", (layer_id,))
+
+    # -- features -------------------------------------------------------------------------
+    def add_features(
+        self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]]
+    ) -> list[int]:
+        now = _now()
+        ids: list[int] = []
+        with self._tx() as con:
+            row = self._layer_row(con, slug)
+            layer = self._to_layer(row)
+            for n, (geom, props) in enumerate(items, start=1):
+                try:
+                    check_geometry(layer, geom)
+                    clean = clean_properties(layer.fields, props) if layer.fields else props
+                except InvalidFeature as exc:
+                    raise InvalidFeature(f"Feature {n}: {exc.message}") from None
+                ids.append(self._insert(con, row["id"], geom, clean, now))
+            con.execute("UPDATE layers SET updated_at = ? WHERE id = ?", (now, row["id"]))
+        return ids
+
+    @staticmethod
+    def _insert(
+        con: sqlite3.Connection, layer_id: int, geom: BaseGeometry, props: dict, now: str
+    ) -> int:
+        cur = con.execute(
+            "INSERT INTO features (layer_id, geom, props, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (layer_id, shapely.to_wkb(geom), json.dumps(props, ensure_ascii=False), now, now),
+        )
+        fid = int(cur.lastrowid)
+        minx, miny, maxx, maxy = geom.bounds
+        con.execute(
+            "INSERT INTO features_rtree (id, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)",
+            (fid, minx, maxx, miny, maxy),
+        )
+        return fid
+
+    @staticmethod
+    def _where(layer_id: int, query: FeatureQuery) -> tuple[str, list[Any]]:
+        """SQL condition and bound parameters; field names travel as JSON-path parameters."""
+        clauses = ["f.layer_id = ?"]
+        params: list[Any] = [layer_id]
+        if query.bbox:
+            minx, miny, maxx, maxy = query.bbox
+            clauses.append(
+                "f.id IN (SELECT id FROM features_rtree"
+                " WHERE minx <= ? AND maxx >= ? AND miny <= ? AND maxy >= ?)"
+            )
+            params += [maxx, minx, maxy, miny]
+        for name, values in sorted(query.equals.items()):
+            marks = ", ".join("?" * len(values))
+            clauses.append(f"json_extract(f.props, ?) IN ({marks})")
+            params += [f"$.{name}", *values]
+        for name, op, value in query.ranges:
+            if op not in (">=", "<="):
+                raise ValueError(f"unsupported operator {op}")
+            clauses.append(f"json_extract(f.props, ?) {op} ?")
+            params += [f"$.{name}", value]
+        return " AND ".join(clauses), params
+
+    @staticmethod
+    def _to_features(slug: str, rows: list[sqlite3.Row]) -> list[Feature]:
+        geoms = shapely.from_wkb([r["geom"] for r in rows]) if rows else []
+        return [
+            Feature(
+                id=r["id"],
+                layer=slug,
+                geometry=g,
+                properties=json.loads(r["props"]),
+                version=r["version"],
+                created_at=r["created_at"],
+                updated_at=r["updated_at"],
+            )
+            for r, g in zip(rows, geoms, strict=True)
+        ]
+
+    def query_features(self, slug: str, query: FeatureQuery) -> FeaturePage:
+        con = self._con()
+        layer_id = self._layer_row(con, slug)["id"]
+        where, params = self._where(layer_id, query)
+        matched = con.execute(f"SELECT count(*) FROM features f WHERE {where}", params)  # noqa: S608
+        total = matched.fetchone()[0]
+        rows = con.execute(
+            f"SELECT * FROM features f WHERE {where} ORDER BY f.id LIMIT ? OFFSET ?",  # noqa: S608
+            [*params, query.limit, query.offset],
+        ).fetchall()
+        return FeaturePage(self._to_features(slug, rows), total, query)
+
+    def _feature_row(self, con: sqlite3.Connection, slug: str, feature_id: int) -> sqlite3.Row:
+        layer_id = self._layer_row(con, slug)["id"]
+        row = con.execute(
+            "SELECT * FROM features WHERE id = ? AND layer_id = ?", (feature_id, layer_id)
+        ).fetchone()
+        if row is None:
+            raise FeatureNotFound(f"Layer {slug!r} has no feature {feature_id}")
+        return row
+
+    def get_feature(self, slug: str, feature_id: int) -> Feature:
+        return self._to_features(slug, [self._feature_row(self._con(), slug, feature_id)])[0]
+
+    def update_feature(
+        self,
+        slug: str,
+        feature_id: int,
+        *,
+        expected_version: int,
+        geometry: BaseGeometry | None = None,
+        properties: dict[str, Any] | None = None,
+    ) -> Feature:
+        now = _now()
+        with self._tx() as con:
+            row = self._feature_row(con, slug, feature_id)
+            layer = self.get_layer(slug)
+            current = self._to_features(slug, [row])[0]
+            if row["version"] != expected_version:
+                raise VersionConflict(
+                    f"Feature {feature_id} was changed by someone else (now version"
+                    f" {row['version']}, your edit was based on version {expected_version})",
+                    current=current.to_geojson(),
+                )
+            geom = check_geometry(layer, geometry) if geometry is not None else current.geometry
+            props = current.properties if properties is None else properties
+            if layer.fields:
+                props = clean_properties(layer.fields, props)
+            con.execute(
+                "UPDATE features SET geom = ?, props = ?, version = version + 1, updated_at = ?"
+                " WHERE id = ?",
+                (shapely.to_wkb(geom), json.dumps(props, ensure_ascii=False), now, feature_id),
+            )
+            minx, miny, maxx, maxy = geom.bounds
+            con.execute(
+                "UPDATE features_rtree SET minx = ?, maxx = ?, miny = ?, maxy = ? WHERE id = ?",
+                (minx, maxx, miny, maxy, feature_id),
+            )
+        return self.get_feature(slug, feature_id)
+
+    def extent(self, slug: str) -> tuple[float, float, float, float] | None:
+        con = self._con()
+        layer_id = self._layer_row(con, slug)["id"]
+        row = con.execute(
+            "SELECT min(r.minx), min(r.miny), max(r.maxx), max(r.maxy) FROM features_rtree r"
+            " JOIN features f ON f.id = r.id WHERE f.layer_id = ?",
+            (layer_id,),
+        ).fetchone()
+        return None if row[0] is None else (row[0], row[1], row[2], row[3])
+
+    def count_features(self, slug: str) -> int:
+        con = self._con()
+        layer_id = self._layer_row(con, slug)["id"]
+        row = con.execute("SELECT count(*) FROM features WHERE layer_id = ?", (layer_id,))
+        return int(row.fetchone()[0])
+
+    # -- accounts -------------------------------------------------------------------------
+    def create_user(self, username: str, password_hash: str, role: str) -> User:
+        username = username.strip()
+        if not username:
+            raise InvalidFeature("A username cannot be empty")
+        if role not in ROLES:
+            raise InvalidFeature(f"Role must be one of {', '.join(ROLES)}; got {role!r}")
+        now = _now()
+        try:
+            with self._tx() as con:
+                con.execute(
+                    "INSERT INTO users (username, password_hash, role, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (username, password_hash, role, now),
+                )
+        except sqlite3.IntegrityError:
+            raise UserExists(f"An account named {username!r} already exists") from None
+        return User(username, password_hash, role, now)
+
+    def get_user(self, username: str) -> User | None:
+        row = self._con().execute("SELECT * FROM users WHERE username = ?", (username,)).fetchone()
+        return None if row is None else User(**dict(row))
+
+    def list_users(self) -> list[User]:
+        rows = self._con().execute("SELECT * FROM users ORDER BY username")
+        return [User(**dict(r)) for r in rows]
