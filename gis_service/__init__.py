@@ -9,7 +9,7 @@ from flask import Flask
 
 from layers.store import open_store
 
-from . import api, assets, auth, http_errors, i18n, inspector, security
+from . import api, assets, auth, commands, http_errors, i18n, inspector, security
 from .config import DefaultConfig
 
 
@@ -35,6 +35,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     security.init_app(app)
     auth.init_app(app)
     http_errors.init_app(app)
+    commands.init_app(app)
     app.register_blueprint(inspector.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     return app

@@ -1,19 +1,13 @@
 """Accounts: login and logout, password hashing and role checks.
 
-Roles are admin, planner and inspector; anonymous visitors are the public. Write routes
-declare the roles they accept with ``roles_required``.
+Roles are admin, planner and inspector; anonymous visitors are the public.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
-
 from flask import (
     Blueprint,
     Flask,
-    abort,
     flash,
     redirect,
     render_template,
@@ -23,7 +17,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from flask_login import LoginManager, UserMixin, login_user, logout_user
 from flask_wtf import FlaskForm
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import HiddenField, PasswordField, StringField
@@ -37,7 +31,6 @@ from .store_access import get_store
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 ROLE_LABELS = {
@@ -100,23 +93,6 @@ def unauthorized() -> ResponseReturnValue:
     if wants_json():
         return error_response(401, _("Log in first."))
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
-
-
-def roles_required(*roles: str) -> Callable[[F], F]:
-    """Allow a view only to logged-in users whose role is one of ``roles``."""
-
-    def decorate(view: F) -> F:
-        @wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if not current_user.is_authenticated:
-                return login_manager.unauthorized()
-            if current_user.role not in roles:
-                abort(403)
-            return view(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -1,87 +1,10 @@
-"""The ``gis-service`` command: Flask's own commands (run, routes…) plus ours."""
+"""The ``gis-service`` console script: Flask's commands (run, routes…) plus the app's own."""
 
-from __future__ import annotations
-
-import secrets
-
-import click
-from flask import current_app
 from flask.cli import FlaskGroup
 
-from layers.errors import GisError
-from layers.sample import ILLUSTRATIVE_NOTE_EN, load_sample
-from layers.store.base import ROLES
-
 from . import create_app
-from .auth import create_account
-from .store_access import get_store
 
-
-def _app() -> object:
-    return create_app()
-
-
-cli = FlaskGroup(create_app=_app, help="Web GIS for the Đồng Xoài environment office.")
-
-
-def _fail(exc: GisError) -> None:
-    raise click.ClickException(exc.message)
-
-
-@cli.command("sample")
-@click.option("--replace", is_flag=True, help="Delete and reload the sample layers.")
-@click.option("--seed", default=2021, show_default=True, help="Random seed of the generator.")
-def sample_command(replace: bool, seed: int) -> None:
-    """Load the illustrative sample city (wards, hotspots, points)."""
-    try:
-        counts = load_sample(get_store(), seed=seed, replace=replace)
-    except GisError as exc:
-        _fail(exc)
-    for slug, n in counts.items():
-        click.echo(f"{slug}: {n} features")
-    click.echo(ILLUSTRATIVE_NOTE_EN)
-
-
-@cli.command("init")
-def init_command() -> None:
-    """First start: load the sample if the store is empty and create an admin if none.
-
-    The admin's password is random and printed once; change accounts with ``users``.
-    """
-    store = get_store()
-    if not store.list_layers():
-        counts = load_sample(store)
-        click.echo(f"Loaded sample data ({sum(counts.values())} features). {ILLUSTRATIVE_NOTE_EN}")
-    if not store.list_users():
-        password = secrets.token_urlsafe(12)
-        create_account("admin", password, "admin")
-        click.echo(f"Created account 'admin' with password: {password}")
-    click.echo(f"Store: {current_app.config['DATABASE']}")
-
-
-@cli.group("users")
-def users() -> None:
-    """Manage accounts."""
-
-
-@users.command("create")
-@click.argument("username")
-@click.option("--role", type=click.Choice(ROLES), required=True)
-@click.password_option(help="Prompted for (hidden) when not given.")
-def users_create(username: str, role: str, password: str) -> None:
-    """Create an account with a role (admin, planner or inspector)."""
-    try:
-        create_account(username, password, role)
-    except GisError as exc:
-        _fail(exc)
-    click.echo(f"Created {role} account {username!r}")
-
-
-@users.command("list")
-def users_list() -> None:
-    """List accounts and their roles."""
-    for user in get_store().list_users():
-        click.echo(f"{user.username}\t{user.role}\t{user.created_at}")
+cli = FlaskGroup(create_app=create_app, help="Web GIS for the Đồng Xoài environment office.")
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import Flask, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -25,6 +26,18 @@ STATUS: dict[type[errors.GisError], int] = {
 }
 
 
+TITLES = {
+    400: _l("The request is not valid"),
+    401: _l("Please log in"),
+    403: _l("You do not have permission for this"),
+    404: _l("Not found"),
+    405: _l("This action is not allowed here"),
+    409: _l("Conflict with the current data"),
+    413: _l("The upload is too large"),
+    500: _l("Something went wrong on the server"),
+}
+
+
 def wants_json() -> bool:
     return request.path.startswith("/api/")
 
@@ -32,7 +45,9 @@ def wants_json() -> bool:
 def error_response(status: int, message: str) -> ResponseReturnValue:
     if wants_json():
         return jsonify(error=message, status=status), status
-    return render_template("error.html", status=status, message=message), status
+    title = TITLES.get(status, TITLES[400 if status < 500 else 500])
+    page = render_template("error.html", status=status, title=title, message=message)
+    return page, status
 
 
 def handle_gis_error(exc: errors.GisError) -> ResponseReturnValue:

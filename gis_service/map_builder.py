@@ -64,7 +64,7 @@ class DataLoader(MacroElement):
         self._name = "DataLoader"
         # Group variable names are Folium-generated identifiers; slugs are validated.
         self.groups = "{" + ", ".join(f"{json.dumps(s)}: {v}" for s, v in groups.items()) + "}"
-        self.config = htmlsafe_json_dumps(config)
+        self.config = htmlsafe_json_dumps(config, ensure_ascii=False)
 
 
 def layer_config(ml: MapLayer, lang: str) -> dict[str, Any]:

@@ -259,7 +259,7 @@ def load_sample(store: Store, *, seed: int = 2021, replace: bool = False) -> dic
     existing = [layer.slug for layer in store.list_layers() if layer.slug in SAMPLE_LAYERS]
     if existing and not replace:
         raise LayerExists(
-            f"Sample layer(s) already exist: {', '.join(existing)}; use replace to reload them"
+            f"Sample layer(s) already exist: {', '.join(existing)}; use --replace to reload them"
         )
     for slug in existing:
         store.delete_layer(slug)

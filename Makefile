@@ -1,0 +1,61 @@
+# Two commands do all the set-up:  `make run`  and  `make test`.
+# Everything is installed into .venv and gis_service/assets/node_modules; system packages
+# (Chromium for the browser tests, npm) are installed with apt-get when running as root.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 5000
+ASSETS := gis_service/assets
+APT    := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
+
+.PHONY: run test install install-test assets translations update-translations system-deps lint clean
+
+run: install                        ## install, load the sample city if empty, serve on :5000
+	GIS_ENV_NAME=$${GIS_ENV_NAME:-development} $(BIN)/gis-service init
+	GIS_ENV_NAME=$${GIS_ENV_NAME:-development} $(BIN)/gis-service run --host $(HOST) --port $(PORT)
+
+test: install-test system-deps      ## install everything the tests need, lint, run the suite
+	$(BIN)/ruff check .
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+install: $(VENV)/.installed assets translations
+install-test: install $(VENV)/.installed-test
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed setup.cfg
+	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+assets: $(ASSETS)/node_modules/.installed
+$(ASSETS)/node_modules/.installed: $(ASSETS)/package.json $(ASSETS)/package-lock.json
+	command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && $(APT) npm; }
+	cd $(ASSETS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+translations:                       ## compile the message catalogues (.po -> .mo)
+	$(BIN)/pybabel compile --statistics -d gis_service/translations
+
+update-translations:                ## re-extract strings and merge them into the .po files
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location -o messages.pot .
+	$(BIN)/pybabel update -i messages.pot -d gis_service/translations --width 100
+	rm messages.pot
+
+system-deps:                        ## Debian's Chromium for the browser tests (never a download)
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && $(APT) chromium; \
+	  else echo "Install Debian's chromium (apt-get install chromium) to run the browser tests"; exit 1; fi; \
+	fi
+
+lint:
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) $(ASSETS)/node_modules

@@ -1,0 +1,263 @@
+"""The inspector map in a real headless Chromium: login, layers drawn, filters, popups, language.
+
+The expected numbers come from the same store the live server reads, never from constants.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from werkzeug.serving import make_server
+
+from layers.kinds import get_kind
+from layers.query import parse_query
+from layers.store import Feature, Store
+from tests.support import PASSWORDS, make_app
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+# Data loaded, no Leaflet zoom or marker-cluster animation still running.
+SETTLED = """() => window.gisState && window.gisState.ready === true
+    && !document.querySelector('.leaflet-zoom-anim, .leaflet-cluster-anim')"""
+# Points a layer shows: single markers plus the child counts written on its clusters.
+SHOWN_POINTS = """(slug) => {
+    let n = document.querySelectorAll('.gis-marker-' + slug).length;
+    document.querySelectorAll('.gis-cluster-' + slug).forEach((c) => {
+        n += Number(c.textContent.trim());
+    });
+    return n;
+}"""
+
+
+class Server:
+    """The real app served on 127.0.0.1, with a handle on the store it reads."""
+
+    def __init__(self, url: str, store: Store, tile_host: str) -> None:
+        self.url, self.store, self.tile_host = url, store, tile_host
+
+    def matched(self, slug: str, args: dict[str, list[str]] | None = None) -> int:
+        fields = self.store.get_layer(slug).fields
+        return self.store.query_features(slug, parse_query(args or {}, fields)).matched
+
+    def first(self, slug: str, args: dict[str, list[str]] | None = None) -> Feature:
+        fields = self.store.get_layer(slug).fields
+        query = parse_query({**(args or {}), "limit": ["1"]}, fields)
+        return self.store.query_features(slug, query).features[0]
+
+    def ward_name(self, code: str) -> str:
+        wards = self.store.query_features("wards", parse_query({}, ())).features
+        return next(str(w.properties["name"]) for w in wards if w.properties["code"] == code)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Like conftest's ``live_server`` (default TILE_URL), keeping the app's store at hand."""
+    app = make_app(tmp_path_factory.mktemp("browser") / "live.sqlite", TESTING=False,
+                   ENV_NAME="development")
+    http = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    tile_host = urlsplit(app.config["TILE_URL"].replace("{s}", "a")).hostname or ""
+    yield Server(f"http://127.0.0.1:{http.server_port}", app.extensions["gis_store"], tile_host)
+    http.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as p:
+        try:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        except Exception as exc:  # noqa: BLE001 - any launch failure is a setup failure
+            pytest.fail(f"could not launch Chromium at {CHROMIUM}: {exc}")
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    ctx = browser.new_context(locale="vi-VN", viewport={"width": 1280, "height": 900})
+    yield ctx
+    ctx.close()
+
+
+def log_in(page: Page, server: Server, path: str = "/map", role: str = "inspector") -> None:
+    """Ask for ``path`` anonymously, fill the login form it leads to, land back on ``path``."""
+    page.goto(server.url + path)
+    assert urlsplit(page.url).path == "/login", page.url
+    page.fill("#username", role)
+    page.fill("#password", PASSWORDS[role])
+    page.click("main form button[type=submit]")
+    page.wait_for_url(lambda url: urlsplit(url).path == urlsplit(path).path)
+
+
+def settle(page: Page) -> None:
+    page.wait_for_function(SETTLED)
+    errors = page.evaluate("() => Object.values(window.gisState.layers).map((l) => l.error)")
+    assert not any(errors), errors
+
+
+def shown_points(page: Page, slug: str) -> int:
+    return int(page.evaluate(SHOWN_POINTS, slug))
+
+
+def test_map_draws_every_layer_from_the_store_and_stays_on_site(
+    context: BrowserContext, server: Server
+) -> None:
+    page = context.new_page()
+    requests: list[str] = []
+    page_errors: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("pageerror", lambda e: page_errors.append(str(e)))
+    log_in(page, server)
+    settle(page)
+    assert server.store.count_features("wards") > 0
+    assert page.locator("path.gis-ward").count() == server.store.count_features("wards")
+    for slug in ("hotspots", "collection-points"):
+        assert shown_points(page, slug) == server.matched(slug), slug
+    hosts = {urlsplit(u).hostname for u in requests if not u.startswith("data:")}
+    assert hosts <= {"127.0.0.1", server.tile_host}, requests
+    assert not page_errors
+
+
+def test_anonymous_visit_ends_on_the_login_page(browser: Browser, server: Server) -> None:
+    ctx = browser.new_context(locale="vi-VN")
+    page = ctx.new_page()
+    api_calls: list[str] = []
+    page.on("request", lambda r: api_calls.append(r.url) if "/api/" in r.url else None)
+    page.goto(server.url + "/map?status=resolved")
+    assert urlsplit(page.url).path == "/login"
+    assert parse_qs(urlsplit(page.url).query)["next"] == ["/map?status=resolved"]
+    assert page.locator("#password").is_visible()
+    assert page.locator(".folium-map, .gis-marker, path.gis-ward").count() == 0
+    assert not api_calls
+    ctx.close()
+
+
+def test_status_filter_link_shows_only_matching_hotspots(
+    context: BrowserContext, server: Server
+) -> None:
+    page = context.new_page()
+    log_in(page, server, "/map?status=resolved")
+    assert parse_qs(urlsplit(page.url).query) == {"status": ["resolved"]}
+    settle(page)
+    expected = server.matched("hotspots", {"status": ["resolved"]})
+    assert 0 < expected < server.matched("hotspots")
+    assert shown_points(page, "hotspots") == expected
+    assert page.locator("select[name=status]").input_value() == "resolved"
+    assert page.locator("details.filters").get_attribute("open") is not None
+
+
+def test_filter_form_gives_a_shareable_link_filtering_every_point_layer(
+    context: BrowserContext, server: Server
+) -> None:
+    sample = server.first("hotspots").properties
+    ward, category = str(sample["ward"]), str(sample["category"])
+    page = context.new_page()
+    log_in(page, server)
+    settle(page)
+    page.click("details.filters summary")
+    page.select_option("select[name=ward]", ward)
+    page.select_option("select[name=category]", category)
+    page.click("#filters button[type=submit]")
+    page.wait_for_url(lambda url: "ward=" in url)
+    query = parse_qs(urlsplit(page.url).query)
+    assert (query["ward"], query["category"]) == ([ward], [category])
+    settle(page)
+    expected = server.matched("hotspots", {"ward": [ward], "category": [category]})
+    assert 0 < expected < server.matched("hotspots", {"ward": [ward]})
+    assert shown_points(page, "hotspots") == expected
+    assert shown_points(page, "collection-points") == server.matched(
+        "collection-points", {"ward": [ward]}
+    )
+    assert page.locator("select[name=ward]").input_value() == ward
+    assert page.locator("select[name=category]").input_value() == category
+    assert page.locator("select[name=status]").input_value() == ""
+
+
+def test_clicking_a_hotspot_opens_its_popup_in_vietnamese(
+    context: BrowserContext, server: Server
+) -> None:
+    feature = server.first("hotspots")
+    props = feature.properties
+    page = context.new_page()
+    log_in(page, server)
+    settle(page)
+    # Zoom to street level on the feature (clusters break up at zoom 17), as a user would.
+    page.evaluate(
+        """([lat, lon]) => window[document.querySelector('.folium-map').id]
+            .setView([lat, lon], 18, {animate: false})""",
+        [feature.geometry.y, feature.geometry.x],
+    )
+    settle(page)
+    box = page.locator(".folium-map").bounding_box()
+    assert box is not None
+    centre = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    markers = page.locator(".gis-marker-hotspots")
+
+    def distance(i: int) -> float:
+        b = markers.nth(i).bounding_box() or {"x": 1e9, "y": 1e9, "width": 0, "height": 0}
+        return abs(b["x"] + b["width"] / 2 - centre[0]) + abs(b["y"] + b["height"] / 2 - centre[1])
+
+    markers.nth(min(range(markers.count()), key=distance)).click()
+    popup = page.locator(".leaflet-popup .gis-popup")
+    popup.wait_for()
+    assert popup.locator("h3").text_content() == props["name"]
+    rows = dict(page.evaluate(
+        """() => [...document.querySelectorAll('.leaflet-popup .gis-popup tr')]
+            .map((r) => [r.cells[0].textContent, r.cells[1].textContent])"""
+    ))
+    hotspot = get_kind("hotspot")
+    status, category = hotspot.field("status"), hotspot.field("category")
+    assert status and category
+    assert rows["Trạng thái"] == status.choice(props["status"]).vi  # type: ignore[union-attr]
+    assert rows["Loại ô nhiễm"] == category.choice(props["category"]).vi  # type: ignore[union-attr]
+    assert rows["Phường/xã"] == server.ward_name(str(props["ward"]))
+
+
+def ui_language(page: Page) -> dict[str, str]:
+    """The page's declared language and some of its visible labels."""
+    return {
+        "lang": page.locator("html").get_attribute("lang") or "",
+        "logout": page.locator("header form button").inner_text().strip(),
+        "legend": page.locator(".gis-legend summary").inner_text().strip(),
+        # Inside the closed filter panel, so not rendered: its text, not its inner_text.
+        "resolved": page.locator("select[name=status] option[value=resolved]").text_content()
+        or "",
+    }
+
+
+def test_vietnamese_by_default_english_on_request(browser: Browser, server: Server) -> None:
+    vi = {"lang": "vi", "logout": "Đăng xuất", "legend": "Chú giải", "resolved": "Đã xử lý"}
+    en = {"lang": "en", "logout": "Log out", "legend": "Legend", "resolved": "Resolved"}
+    for locale, path, expected in (("vi-VN", "/map", vi), ("vi-VN", "/map?lang=en", en),
+                                   ("en-US", "/map", en)):
+        ctx = browser.new_context(locale=locale)
+        page = ctx.new_page()
+        log_in(page, server, path)
+        settle(page)
+        assert ui_language(page) == expected, (locale, path)
+        ctx.close()
+
+
+def test_map_draws_without_basemap_tiles(context: BrowserContext, server: Server) -> None:
+    page = context.new_page()
+    failed: list[str] = []
+    page.route(f"*://{server.tile_host}/**", lambda route: route.abort())
+    page.on("requestfailed", lambda r: failed.append(r.url) if server.tile_host in r.url else None)
+    log_in(page, server)
+    settle(page)
+    assert failed, "the map asked for no basemap tile"
+    assert page.locator(".leaflet-tile-loaded").count() == 0
+    assert page.locator("path.gis-ward").count() == server.store.count_features("wards")
+    assert shown_points(page, "hotspots") == server.matched("hotspots")

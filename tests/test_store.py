@@ -1,0 +1,201 @@
+"""The Store contract. Every store (the embedded SQLite one today) must pass these."""
+
+import threading
+import unicodedata
+
+import pytest
+from shapely.geometry import Point, Polygon
+
+from layers.errors import (
+    FeatureNotFound,
+    InvalidFeature,
+    LayerExists,
+    LayerNotFound,
+    UserExists,
+    VersionConflict,
+)
+from layers.kinds import FieldDef
+from layers.query import FeatureQuery, parse_query
+from layers.store import SQLiteStore
+
+
+def hotspot(name="Điểm đổ rác", status="reported", day="2022-03-04", ward="25195"):
+    return {"name": name, "category": "illegal_dumping", "severity": 2, "status": status,
+            "reported_at": day, "ward": ward}
+
+
+@pytest.fixture
+def hotspots(store):
+    store.create_layer("hotspots", "Điểm nóng", "hotspot")
+    return store
+
+
+def test_layer_has_slug_title_kind_geometry_type_public_style_and_fields(store):
+    layer = store.create_layer("hotspots", " Điểm nóng ô nhiễm ", "hotspot", public=True,
+                               style={"color": "#ff0000"})
+    again = store.get_layer("hotspots")
+    assert again == layer
+    assert (layer.title, layer.kind, layer.geometry_type, layer.public) == (
+        "Điểm nóng ô nhiễm", "hotspot", "Point", True)
+    assert layer.style == {"color": "#ff0000"}
+    assert [f.name for f in layer.fields][:3] == ["name", "category", "severity"]
+    assert [la.slug for la in store.list_layers(public_only=True)] == ["hotspots"]
+
+
+def test_generic_layer_keeps_declared_fields(store):
+    fields = (FieldDef("ten", "text", "Tên", "Name"), FieldDef("so_ho", "integer", "Số hộ", "Hh"))
+    store.create_layer("khac", "Lớp khác", "generic", geometry_type="Polygon", fields=fields)
+    assert store.get_layer("khac").fields == fields
+    square = Polygon([(106.8, 11.5), (106.81, 11.5), (106.81, 11.51), (106.8, 11.5)])
+    [fid] = store.add_features("khac", [(square, {"ten": "Ô 1", "so_ho": "12"})])
+    assert store.get_feature("khac", fid).properties == {"ten": "Ô 1", "so_ho": 12}
+
+
+def test_layer_errors_are_typed(store):
+    store.create_layer("wards", "Phường", "ward")
+    with pytest.raises(LayerExists):
+        store.create_layer("wards", "Again", "ward")
+    with pytest.raises(InvalidFeature, match="slug"):
+        store.create_layer("Bad Slug!", "x", "ward")
+    with pytest.raises(InvalidFeature, match="kind"):
+        store.create_layer("x", "x", "rivers")
+    with pytest.raises(LayerNotFound):
+        store.get_layer("nope")
+    with pytest.raises(LayerNotFound):
+        store.query_features("nope", FeatureQuery())
+    store.delete_layer("wards")
+    with pytest.raises(LayerNotFound):
+        store.get_layer("wards")
+
+
+def test_features_round_trip_with_timestamps_version_and_nfc(hotspots):
+    nfd_name = unicodedata.normalize("NFD", "Mùi hôi cơ sở chế biến mủ")
+    [fid] = hotspots.add_features("hotspots", [(Point(106.85, 11.52), hotspot(name=nfd_name))])
+    f = hotspots.get_feature("hotspots", fid)
+    assert f.geometry.equals(Point(106.85, 11.52))
+    assert f.properties["name"] == unicodedata.normalize("NFC", nfd_name)
+    assert f.version == 1 and f.created_at and f.created_at == f.updated_at
+    geojson = f.to_geojson()
+    assert geojson["geometry"] == {"type": "Point", "coordinates": (106.85, 11.52)}
+    assert geojson["id"] == fid and geojson["meta"]["version"] == 1
+    with pytest.raises(FeatureNotFound):
+        hotspots.get_feature("hotspots", fid + 1000)
+
+
+def test_add_features_is_all_or_nothing(hotspots):
+    good = (Point(106.85, 11.52), hotspot())
+    with pytest.raises(InvalidFeature, match="Feature 3"):
+        hotspots.add_features("hotspots", [good, good, (Point(106.8, 11.5), hotspot(status="?"))])
+    assert hotspots.count_features("hotspots") == 0
+    with pytest.raises(InvalidFeature, match="Polygon"):
+        square = Polygon([(0, 0), (1, 0), (1, 1)])
+        hotspots.add_features("hotspots", [good, (square, hotspot())])
+    with pytest.raises(InvalidFeature, match="EPSG:4326"):
+        hotspots.add_features("hotspots", [(Point(565000, 1274000), hotspot())])
+    with pytest.raises(InvalidFeature, match="non-empty"):
+        hotspots.add_features("hotspots", [(Point(), hotspot())])
+    assert hotspots.count_features("hotspots") == 0
+    assert hotspots.extent("hotspots") is None
+
+
+def test_invalid_polygons_are_refused(store):
+    store.create_layer("wards", "Phường", "ward")
+    bowtie = Polygon([(106.8, 11.5), (106.9, 11.6), (106.9, 11.5), (106.8, 11.6)])
+    with pytest.raises(InvalidFeature, match="invalid"):
+        store.add_features("wards", [(bowtie, {"code": "1", "name": "x", "type": "xa"})])
+
+
+def test_bbox_filters_and_paging(hotspots):
+    items = [
+        (Point(106.80 + i * 0.01, 11.50), hotspot(status="resolved" if i % 2 else "reported",
+                                                   day=f"202{i % 5}-06-01", ward=str(i % 3)))
+        for i in range(10)
+    ]
+    ids = hotspots.add_features("hotspots", items)
+    fields = hotspots.get_layer("hotspots").fields
+
+    def matched(**params):
+        query = parse_query({k: [v] for k, v in params.items()}, fields)
+        return [f.id for f in hotspots.query_features("hotspots", query).features]
+
+    assert matched() == ids
+    assert matched(bbox="106.825,11.4,106.855,11.6") == ids[3:6]
+    assert matched(status="resolved") == ids[1::2]
+    assert matched(status="resolved", ward="1") == [ids[1], ids[7]]
+    assert matched(reported_from="2022-01-01", reported_to="2023-12-31") == [
+        ids[i] for i in range(10) if i % 5 in (2, 3)]
+    page = hotspots.query_features("hotspots", parse_query({"limit": ["4"], "offset": ["8"]},
+                                                           fields))
+    assert [f.id for f in page.features] == ids[8:] and page.matched == 10
+    assert page.next_offset is None
+    first = hotspots.query_features("hotspots", parse_query({"limit": ["4"]}, fields))
+    assert first.next_offset == 4
+    assert hotspots.extent("hotspots") == pytest.approx((106.80, 11.50, 106.89, 11.50))
+
+
+def test_filter_values_are_bound_not_spliced(hotspots):
+    hotspots.add_features("hotspots", [(Point(106.85, 11.52), hotspot(ward="x' OR '1'='1"))])
+    fields = hotspots.get_layer("hotspots").fields
+    odd = parse_query({"ward": ["' OR '1'='1"]}, fields)
+    assert hotspots.query_features("hotspots", odd).matched == 0
+    exact = parse_query({"ward": ["x' OR '1'='1"]}, fields)
+    assert hotspots.query_features("hotspots", exact).matched == 1
+
+
+def test_update_needs_the_current_version(hotspots):
+    [fid] = hotspots.add_features("hotspots", [(Point(106.85, 11.52), hotspot())])
+    updated = hotspots.update_feature("hotspots", fid, expected_version=1,
+                                      properties=hotspot(status="verified"),
+                                      geometry=Point(106.86, 11.53))
+    assert updated.version == 2 and updated.properties["status"] == "verified"
+    fields = hotspots.get_layer("hotspots").fields
+    moved = parse_query({"bbox": ["106.855,11.525,106.865,11.535"]}, fields)
+    assert [f.id for f in hotspots.query_features("hotspots", moved).features] == [fid]
+    with pytest.raises(VersionConflict) as conflict:
+        hotspots.update_feature("hotspots", fid, expected_version=1,
+                                properties=hotspot(status="dismissed"))
+    assert conflict.value.current["properties"]["status"] == "verified"
+    assert hotspots.get_feature("hotspots", fid).properties["status"] == "verified"
+    with pytest.raises(InvalidFeature):
+        hotspots.update_feature("hotspots", fid, expected_version=2,
+                                properties=hotspot(status="nonsense"))
+    assert hotspots.get_feature("hotspots", fid).version == 2
+
+
+def test_delete_layer_removes_features_and_index_entries(hotspots):
+    hotspots.add_features("hotspots", [(Point(106.85, 11.52), hotspot())])
+    hotspots.delete_layer("hotspots")
+    hotspots.create_layer("hotspots", "Lại", "hotspot")
+    assert hotspots.count_features("hotspots") == 0
+    assert hotspots.extent("hotspots") is None
+
+
+def test_concurrent_writers_lose_nothing(hotspots):
+    def write(n):
+        hotspots.add_features("hotspots", [(Point(106.85, 11.52), hotspot(name=f"{n}-{i}"))
+                                           for i in range(20)])
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert hotspots.count_features("hotspots") == 80
+
+
+def test_accounts(store):
+    user = store.create_user("lan", "hash", "inspector")
+    assert store.get_user("lan") == user
+    assert store.get_user("nobody") is None
+    with pytest.raises(UserExists):
+        store.create_user("lan", "hash", "admin")
+    with pytest.raises(InvalidFeature, match="Role"):
+        store.create_user("minh", "hash", "superuser")
+    assert [u.username for u in store.list_users()] == ["lan"]
+
+
+def test_data_survives_reopening(tmp_path):
+    first = SQLiteStore(tmp_path / "x.sqlite")
+    first.create_layer("hotspots", "Điểm nóng", "hotspot")
+    first.add_features("hotspots", [(Point(106.85, 11.52), hotspot())])
+    assert SQLiteStore(tmp_path / "x.sqlite").count_features("hotspots") == 1
