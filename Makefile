@@ -31,7 +31,6 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 $(VENV)/.installed-test: $(VENV)/.installed setup.cfg
 	$(BIN)/pip install -q -e '.[test]'
-	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
 assets: $(ASSETS)/node_modules/.installed

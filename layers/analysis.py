@@ -10,9 +10,12 @@ layers often lack it, and a typo in it must not move a hotspot to another ward.
 
 from __future__ import annotations
 
+from typing import Any
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+from shapely.geometry.base import BaseGeometry
 
 from .query import MAX_LIMIT, FeatureQuery
 from .store.base import Store
@@ -49,15 +52,16 @@ def layer_frame(store: Store, slug: str) -> gpd.GeoDataFrame:
     Pages through ``query_features`` with the largest page the store allows, so a layer of
     any size comes back whole without one unbounded query.
     """
-    rows: list[dict] = []
-    geoms: list = []
+    rows: list[dict[str, Any]] = []
+    geoms: list[BaseGeometry] = []
     offset: int | None = 0
     while offset is not None:
         page = store.query_features(slug, FeatureQuery(limit=MAX_LIMIT, offset=offset))
         for f in page.features:
             rows.append({**f.properties, "id": f.id})  # the feature id wins over a property
             geoms.append(f.geometry)
-        offset = page.next_offset
+        # An empty page before the end means features were deleted meanwhile: stop there.
+        offset = page.next_offset if page.features else None
     frame = pd.DataFrame(rows, columns=None if rows else ["id"])
     frame = frame[["id", *[c for c in frame.columns if c != "id"]]]
     return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms, crs="EPSG:4326"),

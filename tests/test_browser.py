@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 from werkzeug.serving import make_server
 
-from layers.kinds import get_kind
 from layers.query import parse_query
 from layers.store import Feature, Store
 from tests.support import PASSWORDS, make_app
@@ -30,29 +30,25 @@ CHROMIUM_ARGS = [
 SETTLED = """() => window.gisState && window.gisState.ready === true
     && !document.querySelector('.leaflet-zoom-anim, .leaflet-cluster-anim')"""
 # Points a layer shows: single markers plus the child counts written on its clusters.
-SHOWN_POINTS = """(slug) => {
-    let n = document.querySelectorAll('.gis-marker-' + slug).length;
-    document.querySelectorAll('.gis-cluster-' + slug).forEach((c) => {
-        n += Number(c.textContent.trim());
-    });
-    return n;
-}"""
+SHOWN_POINTS = """(slug) => document.querySelectorAll('.gis-marker-' + slug).length
+    + [...document.querySelectorAll('.gis-cluster-' + slug)]
+        .reduce((n, cluster) => n + Number(cluster.textContent.trim()), 0)"""
 
 
+@dataclass
 class Server:
     """The real app served on 127.0.0.1, with a handle on the store it reads."""
 
-    def __init__(self, url: str, store: Store, tile_host: str) -> None:
-        self.url, self.store, self.tile_host = url, store, tile_host
+    url: str
+    store: Store
+    tile_host: str
 
     def matched(self, slug: str, args: dict[str, list[str]] | None = None) -> int:
         fields = self.store.get_layer(slug).fields
         return self.store.query_features(slug, parse_query(args or {}, fields)).matched
 
-    def first(self, slug: str, args: dict[str, list[str]] | None = None) -> Feature:
-        fields = self.store.get_layer(slug).fields
-        query = parse_query({**(args or {}), "limit": ["1"]}, fields)
-        return self.store.query_features(slug, query).features[0]
+    def first(self, slug: str) -> Feature:
+        return self.store.query_features(slug, parse_query({"limit": ["1"]}, ())).features[0]
 
     def ward_name(self, code: str) -> str:
         wards = self.store.query_features("wards", parse_query({}, ())).features
@@ -85,10 +81,12 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(locale="vi-VN", viewport={"width": 1280, "height": 900})
-    yield ctx
-    ctx.close()
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh tab with no cookies, of a Vietnamese browser unless parametrized."""
+    locale = getattr(request, "param", "vi-VN")
+    context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 900})
+    yield context.new_page()
+    context.close()
 
 
 def log_in(page: Page, server: Server, path: str = "/map", role: str = "inspector") -> None:
@@ -98,7 +96,8 @@ def log_in(page: Page, server: Server, path: str = "/map", role: str = "inspecto
     page.fill("#username", role)
     page.fill("#password", PASSWORDS[role])
     page.click("main form button[type=submit]")
-    page.wait_for_url(lambda url: urlsplit(url).path == urlsplit(path).path)
+    page.wait_for_url(lambda url: urlsplit(url).path == urlsplit(path).path,
+                      wait_until="domcontentloaded")
 
 
 def settle(page: Page) -> None:
@@ -111,10 +110,7 @@ def shown_points(page: Page, slug: str) -> int:
     return int(page.evaluate(SHOWN_POINTS, slug))
 
 
-def test_map_draws_every_layer_from_the_store_and_stays_on_site(
-    context: BrowserContext, server: Server
-) -> None:
-    page = context.new_page()
+def test_map_shows_every_feature_and_stays_on_site(page: Page, server: Server) -> None:
     requests: list[str] = []
     page_errors: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
@@ -130,9 +126,7 @@ def test_map_draws_every_layer_from_the_store_and_stays_on_site(
     assert not page_errors
 
 
-def test_anonymous_visit_ends_on_the_login_page(browser: Browser, server: Server) -> None:
-    ctx = browser.new_context(locale="vi-VN")
-    page = ctx.new_page()
+def test_anonymous_visit_ends_on_the_login_page(page: Page, server: Server) -> None:
     api_calls: list[str] = []
     page.on("request", lambda r: api_calls.append(r.url) if "/api/" in r.url else None)
     page.goto(server.url + "/map?status=resolved")
@@ -141,13 +135,9 @@ def test_anonymous_visit_ends_on_the_login_page(browser: Browser, server: Server
     assert page.locator("#password").is_visible()
     assert page.locator(".folium-map, .gis-marker, path.gis-ward").count() == 0
     assert not api_calls
-    ctx.close()
 
 
-def test_status_filter_link_shows_only_matching_hotspots(
-    context: BrowserContext, server: Server
-) -> None:
-    page = context.new_page()
+def test_status_link_shows_matching_hotspots(page: Page, server: Server) -> None:
     log_in(page, server, "/map?status=resolved")
     assert parse_qs(urlsplit(page.url).query) == {"status": ["resolved"]}
     settle(page)
@@ -158,19 +148,16 @@ def test_status_filter_link_shows_only_matching_hotspots(
     assert page.locator("details.filters").get_attribute("open") is not None
 
 
-def test_filter_form_gives_a_shareable_link_filtering_every_point_layer(
-    context: BrowserContext, server: Server
-) -> None:
+def test_filter_form_makes_a_shareable_link(page: Page, server: Server) -> None:
     sample = server.first("hotspots").properties
     ward, category = str(sample["ward"]), str(sample["category"])
-    page = context.new_page()
     log_in(page, server)
     settle(page)
     page.click("details.filters summary")
     page.select_option("select[name=ward]", ward)
     page.select_option("select[name=category]", category)
     page.click("#filters button[type=submit]")
-    page.wait_for_url(lambda url: "ward=" in url)
+    page.wait_for_url(lambda url: "ward=" in url, wait_until="domcontentloaded")
     query = parse_qs(urlsplit(page.url).query)
     assert (query["ward"], query["category"]) == ([ward], [category])
     settle(page)
@@ -185,15 +172,12 @@ def test_filter_form_gives_a_shareable_link_filtering_every_point_layer(
     assert page.locator("select[name=status]").input_value() == ""
 
 
-def test_clicking_a_hotspot_opens_its_popup_in_vietnamese(
-    context: BrowserContext, server: Server
-) -> None:
+def test_hotspot_popup_in_vietnamese(page: Page, server: Server) -> None:
     feature = server.first("hotspots")
     props = feature.properties
-    page = context.new_page()
     log_in(page, server)
     settle(page)
-    # Zoom to street level on the feature (clusters break up at zoom 17), as a user would.
+    # Centre the feature at street level, where clusters have broken up, and click it.
     page.evaluate(
         """([lat, lon]) => window[document.querySelector('.folium-map').id]
             .setView([lat, lon], 18, {animate: false})""",
@@ -202,14 +186,7 @@ def test_clicking_a_hotspot_opens_its_popup_in_vietnamese(
     settle(page)
     box = page.locator(".folium-map").bounding_box()
     assert box is not None
-    centre = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    markers = page.locator(".gis-marker-hotspots")
-
-    def distance(i: int) -> float:
-        b = markers.nth(i).bounding_box() or {"x": 1e9, "y": 1e9, "width": 0, "height": 0}
-        return abs(b["x"] + b["width"] / 2 - centre[0]) + abs(b["y"] + b["height"] / 2 - centre[1])
-
-    markers.nth(min(range(markers.count()), key=distance)).click()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     popup = page.locator(".leaflet-popup .gis-popup")
     popup.wait_for()
     assert popup.locator("h3").text_content() == props["name"]
@@ -217,41 +194,40 @@ def test_clicking_a_hotspot_opens_its_popup_in_vietnamese(
         """() => [...document.querySelectorAll('.leaflet-popup .gis-popup tr')]
             .map((r) => [r.cells[0].textContent, r.cells[1].textContent])"""
     ))
-    hotspot = get_kind("hotspot")
-    status, category = hotspot.field("status"), hotspot.field("category")
+    fields = {f.name: f for f in server.store.get_layer("hotspots").fields}
+    status = fields["status"].choice(props["status"])
+    category = fields["category"].choice(props["category"])
     assert status and category
-    assert rows["Trạng thái"] == status.choice(props["status"]).vi  # type: ignore[union-attr]
-    assert rows["Loại ô nhiễm"] == category.choice(props["category"]).vi  # type: ignore[union-attr]
+    assert (rows["Trạng thái"], rows["Loại ô nhiễm"]) == (status.vi, category.vi)
     assert rows["Phường/xã"] == server.ward_name(str(props["ward"]))
 
 
-def ui_language(page: Page) -> dict[str, str]:
-    """The page's declared language and some of its visible labels."""
-    return {
-        "lang": page.locator("html").get_attribute("lang") or "",
+UI_TEXT = {  # page language, two catalogue strings, a label from the layer's vocabulary
+    "vi": {"lang": "vi", "logout": "Đăng xuất", "legend": "Chú giải", "resolved": "Đã xử lý"},
+    "en": {"lang": "en", "logout": "Log out", "legend": "Legend", "resolved": "Resolved"},
+}
+
+
+@pytest.mark.parametrize(
+    ("page", "path", "lang"),
+    [("vi-VN", "/map", "vi"), ("vi-VN", "/map?lang=en", "en"), ("en-US", "/map", "en")],
+    indirect=["page"],
+)
+def test_vietnamese_by_default_english_on_request(
+    page: Page, server: Server, path: str, lang: str
+) -> None:
+    log_in(page, server, path)
+    settle(page)
+    status = page.locator("select[name=status] option[value=resolved]")  # in the closed panel
+    assert {
+        "lang": page.locator("html").get_attribute("lang"),
         "logout": page.locator("header form button").inner_text().strip(),
         "legend": page.locator(".gis-legend summary").inner_text().strip(),
-        # Inside the closed filter panel, so not rendered: its text, not its inner_text.
-        "resolved": page.locator("select[name=status] option[value=resolved]").text_content()
-        or "",
-    }
+        "resolved": status.text_content(),
+    } == UI_TEXT[lang]
 
 
-def test_vietnamese_by_default_english_on_request(browser: Browser, server: Server) -> None:
-    vi = {"lang": "vi", "logout": "Đăng xuất", "legend": "Chú giải", "resolved": "Đã xử lý"}
-    en = {"lang": "en", "logout": "Log out", "legend": "Legend", "resolved": "Resolved"}
-    for locale, path, expected in (("vi-VN", "/map", vi), ("vi-VN", "/map?lang=en", en),
-                                   ("en-US", "/map", en)):
-        ctx = browser.new_context(locale=locale)
-        page = ctx.new_page()
-        log_in(page, server, path)
-        settle(page)
-        assert ui_language(page) == expected, (locale, path)
-        ctx.close()
-
-
-def test_map_draws_without_basemap_tiles(context: BrowserContext, server: Server) -> None:
-    page = context.new_page()
+def test_map_draws_without_basemap_tiles(page: Page, server: Server) -> None:
     failed: list[str] = []
     page.route(f"*://{server.tile_host}/**", lambda route: route.abort())
     page.on("requestfailed", lambda r: failed.append(r.url) if server.tile_host in r.url else None)
