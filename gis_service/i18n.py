@@ -3,7 +3,7 @@
 from urllib.parse import urlencode
 
 from flask import Flask, current_app, request, session
-from flask_babel import Babel
+from flask_babel import Babel, get_locale
 
 
 def select_locale() -> str:
@@ -28,3 +28,4 @@ def lang_url(lang: str) -> str:
 def init_app(app: Flask) -> None:
     Babel(app, locale_selector=select_locale)
     app.jinja_env.globals["lang_url"] = lang_url
+    app.context_processor(lambda: {"lang": str(get_locale() or app.config["LANGUAGES"][0])})

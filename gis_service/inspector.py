@@ -127,6 +127,5 @@ def map_page() -> ResponseReturnValue:
         status_choices=hotspot.field("status").choices,
         category_choices=hotspot.field("category").choices,
         severity_choices=hotspot.field("severity").choices,
-        lang=lang,
         layer_count=len(layers),
     )

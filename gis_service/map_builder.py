@@ -111,6 +111,7 @@ def build_map(layers: list[MapLayer], settings: MapSettings) -> folium.Map:
     minx, miny, maxx, maxy = settings.bounds
     m = folium.Map(
         location=[(miny + maxy) / 2, (minx + maxx) / 2],
+        zoom_start=12,
         tiles=None,
         max_zoom=19,
         control_scale=True,
@@ -147,8 +148,9 @@ def build_map(layers: list[MapLayer], settings: MapSettings) -> folium.Map:
         strings={"title": settings.messages["locate"]}, flyTo=True
     ).add_to(m)
     folium.LayerControl(collapsed=True).add_to(m)
-    m.fit_bounds([[miny, minx], [maxy, maxx]])
     config = {
+        # Fitted by the script without animation, so the first fetch is for the final view.
+        "bounds": [[miny, minx], [maxy, maxx]],
         "layers": [layer_config(ml, settings.lang) for ml in layers],
         "ward_names": settings.ward_names,
         "messages": settings.messages,

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
-
 from werkzeug.security import generate_password_hash
 
 from gis_service import create_app

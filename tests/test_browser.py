@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 from werkzeug.serving import make_server
 
 from layers.query import parse_query
@@ -74,7 +75,7 @@ def browser() -> Iterator[Browser]:
     with sync_playwright() as p:
         try:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        except Exception as exc:  # noqa: BLE001 - any launch failure is a setup failure
+        except PlaywrightError as exc:
             pytest.fail(f"could not launch Chromium at {CHROMIUM}: {exc}")
         yield browser
         browser.close()

@@ -259,3 +259,10 @@ def test_api_ward_filter_in_vietnamese_text_is_nfc(app, inspector):
     page = inspector.get("/api/layers/wards/features").json
     names = {f["properties"]["name"] for f in page["features"]}
     assert "Phường Tân Đồng" in names and "Xã Tiến Hưng" in names
+
+
+def test_every_page_declares_its_language(client):
+    assert '<html lang="vi">' in client.get("/login").get_data(as_text=True)
+    english = client.get("/login?lang=en").get_data(as_text=True)
+    assert '<html lang="en">' in english and ">Log in<" in english
+    assert '<html lang="en">' in client.get("/nope").get_data(as_text=True)  # session keeps it

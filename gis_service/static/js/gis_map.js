@@ -186,6 +186,7 @@
     start: function (map, groups, cfg) {
       var loaded = {};
       var controller = null;
+      map.fitBounds(cfg.bounds, { animate: false });
       addLegend(map, cfg);
 
       async function refresh() {
