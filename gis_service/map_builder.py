@@ -115,6 +115,7 @@ def build_map(layers: list[MapLayer], settings: MapSettings) -> folium.Map:
         tiles=None,
         max_zoom=19,
         control_scale=True,
+        zoomSnap=0.5,
     )
     if settings.tile_url:
         folium.TileLayer(

@@ -223,6 +223,15 @@
         if (!signal.aborted) { state.ready = true; }
       }
 
+      // Ward names crowd a small screen at city scale: smaller below zoom 13, hidden below 12.
+      function labelScale() {
+        var container = map.getContainer();
+        container.classList.toggle('gis-labels-small', map.getZoom() < 13);
+        container.classList.toggle('gis-labels-hidden', map.getZoom() < 12);
+      }
+      map.on('zoomend', labelScale);
+      labelScale();
+
       var timer = null;
       map.on('moveend', function () {
         state.ready = false;
