@@ -21,6 +21,8 @@ bp = Blueprint("inspector", __name__)
 
 # Parameters of the map page that are not layer filters.
 PAGE_PARAMS = ("lang",)
+# Hotspot vocabularies offered as select boxes in the filter panel.
+HOTSPOT_FILTERS = ("status", "category", "severity")
 
 
 def map_messages() -> dict[str, str]:
@@ -90,6 +92,11 @@ def map_bounds(store: Store, layers: list[Layer]) -> tuple[float, float, float, 
     )
 
 
+def choice_options(field: str, lang: str) -> list[tuple[str, str]]:
+    """(value, label) pairs of a hotspot vocabulary, for a filter's select box."""
+    return [(str(c.value), c.label(lang)) for c in KINDS["hotspot"].field(field).choices]
+
+
 @bp.get("/")
 def index() -> ResponseReturnValue:
     return redirect(url_for(".map_page"))
@@ -118,14 +125,11 @@ def map_page() -> ResponseReturnValue:
         page_size=min(current_app.config["MAP_PAGE_SIZE"], MAX_LIMIT),
     )
     parts = render_parts(build_map(map_layers, settings), csp_nonce())
-    hotspot = KINDS["hotspot"]
     return render_template(
         "map.html",
         parts=parts,
         filters={k: v[-1] for k, v in filters.items()},
         wards=sorted(ward_names.items(), key=lambda kv: kv[1]),
-        status_choices=hotspot.field("status").choices,
-        category_choices=hotspot.field("category").choices,
-        severity_choices=hotspot.field("severity").choices,
+        **{f"{name}_choices": choice_options(name, lang) for name in HOTSPOT_FILTERS},
         layer_count=len(layers),
     )
