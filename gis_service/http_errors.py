@@ -20,6 +20,7 @@ STATUS: dict[type[errors.GisError], int] = {
     errors.FeatureNotFound: 404,
     errors.InvalidQuery: 400,
     errors.InvalidFeature: 400,
+    errors.InvalidUpload: 400,
     errors.LayerExists: 409,
     errors.UserExists: 409,
     errors.VersionConflict: 409,

@@ -39,3 +39,7 @@ class VersionConflict(GisError):
 
 class UserExists(GisError):
     """An account with that username already exists."""
+
+
+class InvalidUpload(GisError):
+    """An uploaded file cannot be read safely or correctly (bad archive, format, encoding…)."""

@@ -1,0 +1,1 @@
+"""Ingest: read agencies' files (shapefile zips, GeoPackage, GeoJSON, KML/KMZ, CSV) into layers."""
