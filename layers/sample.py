@@ -259,12 +259,11 @@ def load_sample(store: Store, *, seed: int = 2021, replace: bool = False) -> dic
     existing = [layer.slug for layer in store.list_layers() if layer.slug in SAMPLE_LAYERS]
     if existing and not replace:
         raise LayerExists(
-            f"Sample layer(s) already exist: {', '.join(existing)}; use --replace to reload them"
+            f"Sample layer(s) already exist: {', '.join(existing)}; replace them to reload"
         )
     for slug in existing:
         store.delete_layer(slug)
-    counts = {}
     for slug, kind in SAMPLE_LAYERS.items():
-        store.create_layer(slug, f"{get_kind(kind).vi} (minh hoạ)", kind, public=False)
-        counts[slug] = len(store.add_features(slug, data[slug]))
-    return counts
+        store.create_layer(slug, f"{get_kind(kind).vi} (minh hoạ)", kind, public=False,
+                           features=data[slug], note=ILLUSTRATIVE_NOTE_EN)
+    return {slug: len(features) for slug, features in data.items()}

@@ -24,7 +24,7 @@ def test_sample_loads_once_and_replace_reloads(empty_app):
     assert first.exit_code == 0, first.output
     assert "hotspots: 150 features" in first.output and "Illustrative" in first.output
     again = run(empty_app, "sample")
-    assert again.exit_code == 1 and "already exist" in again.output
+    assert again.exit_code == 1 and "already exist" in again.output and "--replace" in again.output
     replaced = run(empty_app, "sample", "--replace")
     assert replaced.exit_code == 0
     assert empty_app.extensions["gis_store"].count_features("hotspots") == 150

@@ -199,3 +199,56 @@ def test_data_survives_reopening(tmp_path):
     first.create_layer("hotspots", "Điểm nóng", "hotspot")
     first.add_features("hotspots", [(Point(106.85, 11.52), hotspot())])
     assert SQLiteStore(tmp_path / "x.sqlite").count_features("hotspots") == 1
+
+
+def test_create_layer_with_features_is_atomic_even_when_the_source_fails(store):
+    def features_then_crash():
+        yield Point(106.85, 11.52), hotspot()
+        yield Point(106.86, 11.52), hotspot()
+        raise OSError("disk read failed half-way through the file")
+
+    with pytest.raises(OSError):
+        store.create_layer("imported", "Nhập", "hotspot", features=features_then_crash())
+    with pytest.raises(LayerNotFound):
+        store.get_layer("imported")
+    with pytest.raises(InvalidFeature, match="Feature 2"):
+        store.create_layer("imported", "Nhập", "hotspot", features=[
+            (Point(106.85, 11.52), hotspot()), (Point(106.85, 11.52), hotspot(status="?"))])
+    assert store.list_layers() == []
+    layer = store.create_layer("imported", "Nhập", "hotspot",
+                               features=[(Point(106.85, 11.52), hotspot())], note="first import")
+    assert store.count_features("imported") == 1 and layer.data_version == 1
+
+
+def test_replacing_data_keeps_the_previous_version_restorable(hotspots):
+    hotspots.add_features("hotspots", [(Point(106.85, 11.52), hotspot(name="cũ"))])
+    v2 = hotspots.replace_features("hotspots", [(Point(106.87, 11.53), hotspot(name="mới 1")),
+                                                (Point(106.88, 11.53), hotspot(name="mới 2"))],
+                                   note="re-upload")
+    assert v2 == 2 and hotspots.get_layer("hotspots").data_version == 2
+    names = [f.properties["name"] for f in hotspots.query_features("hotspots",
+                                                                   FeatureQuery()).features]
+    assert names == ["mới 1", "mới 2"]
+    near_old = FeatureQuery(bbox=(106.849, 11.519, 106.851, 11.521))
+    assert hotspots.query_features("hotspots", near_old).matched == 0  # index follows the swap
+    versions = hotspots.list_versions("hotspots")
+    assert [(v.data_version, v.feature_count, v.current) for v in versions] == [
+        (2, 2, True), (1, 1, False)]
+    v3 = hotspots.restore_version("hotspots", 1)
+    restored = hotspots.query_features("hotspots", FeatureQuery()).features
+    assert v3 == 3 and [f.properties["name"] for f in restored] == ["cũ"]
+    assert hotspots.query_features("hotspots", near_old).matched == 1
+    assert hotspots.list_versions("hotspots")[0].note == "restored from version 1"
+    hotspots.restore_version("hotspots", 2)
+    assert hotspots.count_features("hotspots") == 2
+    with pytest.raises(InvalidFeature, match="no version 9"):
+        hotspots.restore_version("hotspots", 9)
+
+
+def test_a_failed_replacement_leaves_the_current_data(hotspots):
+    hotspots.add_features("hotspots", [(Point(106.85, 11.52), hotspot())])
+    with pytest.raises(InvalidFeature):
+        hotspots.replace_features("hotspots", [(Point(106.85, 11.52), {**hotspot(), "severity": 8})])
+    assert hotspots.count_features("hotspots") == 1
+    assert hotspots.get_layer("hotspots").data_version == 1
+    assert len(hotspots.list_versions("hotspots")) == 1

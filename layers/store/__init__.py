@@ -1,6 +1,6 @@
 """Stores keep layers, features and accounts. ``open_store`` picks one from a URL."""
 
-from .base import Feature, FeaturePage, Layer, Store, User
+from .base import Feature, FeaturePage, Layer, LayerVersion, Store, User
 from .sqlite import SQLiteStore
 
 
@@ -10,4 +10,6 @@ def open_store(url: str) -> Store:
     return SQLiteStore(path)
 
 
-__all__ = ["Feature", "FeaturePage", "Layer", "SQLiteStore", "Store", "User", "open_store"]
+__all__ = [
+    "Feature", "FeaturePage", "Layer", "LayerVersion", "SQLiteStore", "Store", "User", "open_store",
+]

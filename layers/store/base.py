@@ -40,6 +40,7 @@ class Layer:
     public: bool = False
     style: dict[str, Any] = field(default_factory=dict)
     fields: tuple[FieldDef, ...] = ()
+    data_version: int = 1
     created_at: str = ""
     updated_at: str = ""
 
@@ -53,6 +54,7 @@ class Layer:
             "public": self.public,
             "style": self.style,
             "fields": [f.to_dict() for f in self.fields],
+            "data_version": self.data_version,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -96,6 +98,17 @@ class FeaturePage:
     def next_offset(self) -> int | None:
         end = self.query.offset + len(self.features)
         return end if end < self.matched else None
+
+
+@dataclass(frozen=True)
+class LayerVersion:
+    """One version of a layer's data; each import or restore makes a new one."""
+
+    data_version: int
+    feature_count: int
+    note: str
+    created_at: str
+    current: bool
 
 
 @dataclass(frozen=True)
@@ -157,8 +170,13 @@ class Store(ABC):
         public: bool = False,
         style: dict[str, Any] | None = None,
         fields: Iterable[FieldDef] | None = None,
+        features: Iterable[tuple[BaseGeometry, dict[str, Any]]] = (),
+        note: str = "",
     ) -> Layer:
-        """Create an empty layer; raises LayerExists or InvalidFeature."""
+        """Create a layer with its first features in one transaction: all of it, or nothing.
+
+        Raises LayerExists, or InvalidFeature naming the first bad feature.
+        """
 
     @abstractmethod
     def get_layer(self, slug: str) -> Layer:
@@ -178,6 +196,23 @@ class Store(ABC):
         self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]]
     ) -> list[int]:
         """Add features atomically: all are stored, or none (InvalidFeature names the bad one)."""
+
+    @abstractmethod
+    def replace_features(
+        self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]], *, note: str = ""
+    ) -> int:
+        """Swap a layer's data for new features atomically, keeping the old ones as a version.
+
+        Returns the new data version number.
+        """
+
+    @abstractmethod
+    def list_versions(self, slug: str) -> list[LayerVersion]:
+        """The layer's data versions, newest first."""
+
+    @abstractmethod
+    def restore_version(self, slug: str, data_version: int) -> int:
+        """Make an earlier version's features current again, as a new version."""
 
     @abstractmethod
     def query_features(self, slug: str, query: FeatureQuery) -> FeaturePage:

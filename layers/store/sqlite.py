@@ -34,6 +34,7 @@ from .base import (
     Feature,
     FeaturePage,
     Layer,
+    LayerVersion,
     Store,
     User,
     check_geometry,
@@ -51,9 +52,24 @@ CREATE TABLE IF NOT EXISTS layers (
     public INTEGER NOT NULL DEFAULT 0,
     style TEXT NOT NULL DEFAULT '{}',
     fields TEXT NOT NULL DEFAULT '[]',
+    data_version INTEGER NOT NULL DEFAULT 1,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS layer_versions (
+    layer_id INTEGER NOT NULL REFERENCES layers(id) ON DELETE CASCADE,
+    data_version INTEGER NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (layer_id, data_version)
+);
+CREATE TABLE IF NOT EXISTS feature_archive (
+    layer_id INTEGER NOT NULL REFERENCES layers(id) ON DELETE CASCADE,
+    data_version INTEGER NOT NULL,
+    geom BLOB NOT NULL,
+    props TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feature_archive_version ON feature_archive(layer_id, data_version);
 CREATE TABLE IF NOT EXISTS features (
     id INTEGER PRIMARY KEY,
     layer_id INTEGER NOT NULL REFERENCES layers(id) ON DELETE CASCADE,
@@ -130,6 +146,7 @@ class SQLiteStore(Store):
             public=bool(row["public"]),
             style=json.loads(row["style"]),
             fields=tuple(FieldDef.from_dict(f) for f in json.loads(row["fields"])),
+            data_version=row["data_version"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
         )
@@ -144,6 +161,8 @@ class SQLiteStore(Store):
         public: bool = False,
         style: dict[str, Any] | None = None,
         fields: Iterable[FieldDef] | None = None,
+        features: Iterable[tuple[BaseGeometry, dict[str, Any]]] = (),
+        note: str = "",
     ) -> Layer:
         check_slug(slug)
         title = title.strip()
@@ -152,16 +171,18 @@ class SQLiteStore(Store):
         geometry_type = geometry_type or get_kind(kind).geometry_type
         field_defs = layer_fields(kind, fields)
         now = _now()
-        try:
-            with self._tx() as con:
-                con.execute(
-                    "INSERT INTO layers (slug, title, kind, geometry_type, public, style, fields,"
-                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (slug, title, kind, geometry_type, int(public), json.dumps(style or {}),
-                     json.dumps([f.to_dict() for f in field_defs], ensure_ascii=False), now, now),
-                )
-        except sqlite3.IntegrityError:
-            raise LayerExists(f"A layer named {slug!r} already exists") from None
+        with self._tx() as con:
+            if con.execute("SELECT 1 FROM layers WHERE slug = ?", (slug,)).fetchone():
+                raise LayerExists(f"A layer named {slug!r} already exists")
+            con.execute(
+                "INSERT INTO layers (slug, title, kind, geometry_type, public, style, fields,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (slug, title, kind, geometry_type, int(public), json.dumps(style or {}),
+                 json.dumps([f.to_dict() for f in field_defs], ensure_ascii=False), now, now),
+            )
+            row = self._layer_row(con, slug)
+            self._insert_many(con, row, features, now)
+            self._log_version(con, row["id"], 1, note, now)
         return self.get_layer(slug)
 
     def get_layer(self, slug: str) -> Layer:
@@ -189,19 +210,106 @@ class SQLiteStore(Store):
         self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]]
     ) -> list[int]:
         now = _now()
-        ids: list[int] = []
         with self._tx() as con:
             row = self._layer_row(con, slug)
-            layer = self._to_layer(row)
-            for n, (geom, props) in enumerate(items, start=1):
-                try:
-                    check_geometry(layer, geom)
-                    clean = clean_properties(layer.fields, props) if layer.fields else props
-                except InvalidFeature as exc:
-                    raise InvalidFeature(f"Feature {n}: {exc.message}") from None
-                ids.append(self._insert(con, row["id"], geom, clean, now))
+            ids = self._insert_many(con, row, items, now)
             con.execute("UPDATE layers SET updated_at = ? WHERE id = ?", (now, row["id"]))
         return ids
+
+    def _insert_many(
+        self,
+        con: sqlite3.Connection,
+        row: sqlite3.Row,
+        items: Iterable[tuple[BaseGeometry, dict[str, Any]]],
+        now: str,
+    ) -> list[int]:
+        """Check and insert features inside the caller's transaction."""
+        layer = self._to_layer(row)
+        ids: list[int] = []
+        for n, (geom, props) in enumerate(items, start=1):
+            try:
+                check_geometry(layer, geom)
+                clean = clean_properties(layer.fields, props) if layer.fields else props
+            except InvalidFeature as exc:
+                raise InvalidFeature(f"Feature {n}: {exc.message}") from None
+            ids.append(self._insert(con, row["id"], geom, clean, now))
+        return ids
+
+    @staticmethod
+    def _log_version(
+        con: sqlite3.Connection, layer_id: int, version: int, note: str, now: str
+    ) -> None:
+        con.execute(
+            "INSERT INTO layer_versions (layer_id, data_version, note, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            (layer_id, version, note, now),
+        )
+
+    def replace_features(
+        self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]], *, note: str = ""
+    ) -> int:
+        now = _now()
+        with self._tx() as con:
+            row = self._layer_row(con, slug)
+            layer_id, current = row["id"], row["data_version"]
+            con.execute(
+                "INSERT INTO feature_archive (layer_id, data_version, geom, props)"
+                " SELECT layer_id, ?, geom, props FROM features WHERE layer_id = ? ORDER BY id",
+                (current, layer_id),
+            )
+            con.execute(
+                "DELETE FROM features_rtree"
+                " WHERE id IN (SELECT id FROM features WHERE layer_id = ?)",
+                (layer_id,),
+            )
+            con.execute("DELETE FROM features WHERE layer_id = ?", (layer_id,))
+            self._insert_many(con, row, items, now)
+            con.execute(
+                "UPDATE layers SET data_version = ?, updated_at = ? WHERE id = ?",
+                (current + 1, now, layer_id),
+            )
+            self._log_version(con, layer_id, current + 1, note, now)
+        return current + 1
+
+    def list_versions(self, slug: str) -> list[LayerVersion]:
+        con = self._con()
+        row = self._layer_row(con, slug)
+        rows = con.execute(
+            "SELECT v.*, (SELECT count(*) FROM feature_archive a WHERE a.layer_id = v.layer_id"
+            " AND a.data_version = v.data_version) AS archived"
+            " FROM layer_versions v WHERE v.layer_id = ? ORDER BY v.data_version DESC",
+            (row["id"],),
+        )
+        current = row["data_version"]
+        return [
+            LayerVersion(
+                r["data_version"],
+                self.count_features(slug) if r["data_version"] == current else r["archived"],
+                r["note"],
+                r["created_at"],
+                r["data_version"] == current,
+            )
+            for r in rows
+        ]
+
+    def restore_version(self, slug: str, data_version: int) -> int:
+        con = self._con()
+        row = self._layer_row(con, slug)
+        if data_version == row["data_version"]:
+            raise InvalidFeature(f"Version {data_version} of {slug!r} is already the current one")
+        archived = con.execute(
+            "SELECT geom, props FROM feature_archive WHERE layer_id = ? AND data_version = ?"
+            " ORDER BY rowid",
+            (row["id"], data_version),
+        ).fetchall()
+        known = con.execute(
+            "SELECT 1 FROM layer_versions WHERE layer_id = ? AND data_version = ?",
+            (row["id"], data_version),
+        ).fetchone()
+        if not known:
+            raise InvalidFeature(f"Layer {slug!r} has no version {data_version}")
+        items = [(shapely.from_wkb(r["geom"]), json.loads(r["props"])) for r in archived]
+        return self.replace_features(slug, items, note=f"restored from version {data_version}")
 
     @staticmethod
     def _insert(
