@@ -248,7 +248,8 @@ def test_replacing_data_keeps_the_previous_version_restorable(hotspots):
 def test_a_failed_replacement_leaves_the_current_data(hotspots):
     hotspots.add_features("hotspots", [(Point(106.85, 11.52), hotspot())])
     with pytest.raises(InvalidFeature):
-        hotspots.replace_features("hotspots", [(Point(106.85, 11.52), {**hotspot(), "severity": 8})])
+        bad = {**hotspot(), "severity": 8}
+        hotspots.replace_features("hotspots", [(Point(106.85, 11.52), bad)])
     assert hotspots.count_features("hotspots") == 1
     assert hotspots.get_layer("hotspots").data_version == 1
     assert len(hotspots.list_versions("hotspots")) == 1
