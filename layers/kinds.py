@@ -43,6 +43,8 @@ class FieldDef:
     filterable: bool = False
     minimum: float | None = None
     maximum: float | None = None
+    # Shown on the public map when the layer is public; planners untick internal fields.
+    public: bool = True
 
     def label(self, lang: str) -> str:
         return self.en if lang == "en" else self.vi
@@ -60,6 +62,8 @@ class FieldDef:
         for key in ("required", "filterable"):
             if getattr(self, key):
                 out[key] = True
+        if not self.public:
+            out["public"] = False
         for key in ("minimum", "maximum"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
@@ -79,6 +83,7 @@ class FieldDef:
             filterable=bool(data.get("filterable", False)),
             minimum=data.get("minimum"),
             maximum=data.get("maximum"),
+            public=bool(data.get("public", True)),
         )
 
 

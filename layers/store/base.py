@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shapely.geometry import mapping
@@ -122,11 +122,16 @@ class User:
 
 
 def layer_fields(kind: str, fields: Iterable[FieldDef] | None) -> tuple[FieldDef, ...]:
-    """Fields of a new layer: the kind's own, or the declared ones for a generic layer."""
+    """Fields of a new layer: the declared ones for a generic layer, else the kind's own.
+
+    A standard kind's definitions always win; only the public flags of declared fields of
+    the same name are kept, so a planner can keep a field internal.
+    """
     k = get_kind(kind)
-    if kind != "generic":
-        return k.fields
-    return tuple(fields or ())
+    if kind == "generic":
+        return tuple(fields or ())
+    private = {f.name for f in fields or () if not f.public}
+    return tuple(replace(f, public=f.name not in private) for f in k.fields)
 
 
 def check_slug(slug: str) -> str:

@@ -1,0 +1,287 @@
+"""Work out which EPSG code an uploaded layer's coordinates are really in.
+
+Agencies' files are mostly VN-2000 (a provincial TM-3 zone or UTM 48N). Their `.prj` is often
+missing, or names the WGS 84 datum around TM-3 parameters, which read literally drops the
+VN-2000 -> WGS 84 shift (~225 m at Đồng Xoài). We map every VN-2000 declaration to its EPSG code
+so PROJ applies the official 7-parameter shift (EPSG:6960, Decision 05/2007/QĐ-BTNMT), and guess
+from the bounds when nothing is declared. CRSs travel as EPSG codes or WKT, never proj4 strings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+from pyproj import CRS, Geod, Transformer
+from pyproj.exceptions import CRSError, ProjError
+from pyproj.transformer import TransformerGroup
+
+Bounds = tuple[float, float, float, float]
+
+SHIFT_OPERATION = 6960  # "VN-2000 to WGS 84 (2)", the Decision 05/2007 parameters
+DONG_XOAI: Bounds = (106.755, 11.461, 106.933, 11.577)
+_WANTED = (4756, 3405, 3406, *range(5896, 5900), *range(9205, 9219))
+_GUESS_EXTRA = (4326, 32648)  # WGS 84 data from GPS units and web maps
+_TM_METHOD = "9807"  # EPSG code of the Transverse Mercator method
+_TM_PARAMS = ("8801", "8802", "8805", "8806", "8807")  # lat0, lon0, k, FE, FN
+_GEOD = Geod(ellps="WGS84")
+
+
+def _exists(code: int) -> bool:
+    try:
+        CRS.from_epsg(code)
+    except CRSError:
+        return False
+    return True
+
+
+VN2000_EPSG: frozenset[int] = frozenset(c for c in _WANTED if _exists(c))
+_REGION: Bounds = tuple(  # VN-2000's area of use plus 2°: anything outside is implausible
+    v + pad for v, pad in zip(CRS.from_epsg(4756).area_of_use.bounds, (-2, -2, 2, 2), strict=True)
+)
+
+
+@dataclass(frozen=True)
+class CrsCandidate:
+    epsg: int
+    name: str  # pyproj CRS name
+    confidence: float  # 0..1
+    reason: str  # short English sentence for the planner
+
+
+@dataclass(frozen=True)
+class CrsDiagnosis:
+    epsg: int | None
+    source: str  # "declared", "declared-corrected", "guessed" or "user"
+    confidence: float
+    candidates: tuple[CrsCandidate, ...]
+    warnings: tuple[str, ...]
+    needs_confirmation: bool
+
+
+def _tm_params(crs: CRS) -> tuple[float, ...] | None:
+    """Transverse Mercator parameters in metres/degrees, whatever the WKT dialect called them."""
+    op = crs.coordinate_operation if crs.is_projected else None
+    if op is None or op.method_code != _TM_METHOD or crs.axis_info[0].unit_conversion_factor != 1:
+        return None
+    values = {p.code: p.value for p in op.params}
+    return tuple(values.get(code, 0.0) for code in _TM_PARAMS)
+
+
+_VN_TM = {c: _tm_params(CRS.from_epsg(c)) for c in sorted(VN2000_EPSG) if c != 4756}
+
+
+def _match_vn_projection(crs: CRS, default_epsg: int) -> int | None:
+    """The VN-2000 projected EPSG code with the same TM parameters (the datum is checked apart)."""
+    params = _tm_params(crs)
+    if params is None:
+        return None
+    hits = [c for c, p in _VN_TM.items() if p and _close(p, params)]
+    return default_epsg if default_epsg in hits else (hits[0] if hits else None)
+
+
+def _close(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    tolerances = (1e-7, 1e-7, 1e-8, 1e-3, 1e-3)
+    return all(abs(x - y) <= t for x, y, t in zip(a, b, tolerances, strict=True))
+
+
+def _datum_family(crs: CRS) -> str | None:
+    """'vn2000', 'wgs84' or None, from the datum and GEOGCS names in any WKT dialect."""
+    geodetic = crs.geodetic_crs
+    if geodetic is None:
+        return None
+    key = re.sub(r"[^a-z0-9]", "", f"{geodetic.datum.name} {geodetic.name}".lower())
+    if "vn2000" in key or "vietnam2000" in key:
+        return "vn2000"
+    if "wgs1984" in key or "wgs84" in key or "worldgeodeticsystem1984" in key:
+        return "wgs84"
+    return None
+
+
+def _operation_ids(node: object) -> Iterator[int]:
+    """Every EPSG id inside a PROJJSON operation, so we can prove the shift is in the pipeline."""
+    if isinstance(node, dict):
+        ident = node.get("id")
+        if isinstance(ident, dict) and ident.get("authority") == "EPSG":
+            yield int(ident["code"])
+        for value in node.values():
+            yield from _operation_ids(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _operation_ids(value)
+
+
+@lru_cache(maxsize=64)
+def transformer_to_wgs84(epsg: int) -> Transformer:
+    """A thread-safe lon/lat transformer to EPSG:4326; VN-2000 codes are pinned to EPSG:6960.
+
+    PROJ may otherwise pick EPSG:5194 ("VN-2000 to WGS 84 (1)") per point at run time for 4756
+    and 3405. The chosen operation is rebuilt from PROJJSON (not proj4) so each thread gets its own.
+    """
+    if epsg not in VN2000_EPSG:
+        return Transformer.from_crs(CRS.from_epsg(epsg), "EPSG:4326", always_xy=True)
+    for option in TransformerGroup(epsg, 4326, always_xy=True).transformers:
+        if SHIFT_OPERATION in set(_operation_ids(json.loads(option.to_json()))):
+            return Transformer.from_pipeline(option.to_json())
+    raise RuntimeError(f"PROJ offers no EPSG:{SHIFT_OPERATION} path from EPSG:{epsg} to WGS 84")
+
+
+def shift_metres(epsg_declared_literal: str, epsg_corrected: int, x: float, y: float) -> float:
+    """How far apart the literal and the corrected reading put one point, for the warning."""
+    literal = Transformer.from_crs(CRS.from_user_input(epsg_declared_literal), 4326, always_xy=True)
+    lon1, lat1 = literal.transform(x, y)
+    lon2, lat2 = transformer_to_wgs84(epsg_corrected).transform(x, y)
+    return float(_GEOD.inv(lon1, lat1, lon2, lat2)[2])
+
+
+def _lonlat_box(epsg: int, bounds: Bounds) -> Bounds | None:
+    """The data's bounds in WGS 84, or None when the coordinates make no sense in that CRS."""
+    if not all(map(math.isfinite, bounds)):
+        return None
+    try:
+        box = transformer_to_wgs84(epsg).transform_bounds(*bounds, densify_pts=5)
+    except ProjError:
+        return None
+    return box if all(map(math.isfinite, box)) else None
+
+
+def _gap_km(box: Bounds, city: Bounds) -> float:
+    """Approximate distance between two lon/lat boxes (0 if they overlap); only used to rank."""
+    dx = max(0.0, city[0] - box[2], box[0] - city[2])
+    dy = max(0.0, city[1] - box[3], box[1] - city[3])
+    lat = math.radians((city[1] + city[3]) / 2)
+    return math.hypot(dx * 111.32 * math.cos(lat), dy * 110.57)
+
+
+def _inside(lon: float, lat: float, box: Bounds, pad: float = 0.0) -> bool:
+    return box[0] - pad <= lon <= box[2] + pad and box[1] - pad <= lat <= box[3] + pad
+
+
+def _prior(code: int, default_epsg: int) -> float:
+    """Tie-break penalty (in km of distance): the province's zone and WGS 84 first, then UTM."""
+    if code in (default_epsg, 4326):
+        return 0.0
+    return {3405: 0.3, 3406: 0.3, 32648: 1.0}.get(code, 0.5)
+
+
+def _guess(
+    bounds: Bounds, default_epsg: int, city: Bounds | None, notes: tuple[str, ...]
+) -> CrsDiagnosis:
+    """Rank every VN-2000/WGS 84 reading of the bounds by how close it puts the data to the city."""
+    scored: list[tuple[float, bool, int, float, str]] = []
+    for code in sorted({*VN2000_EPSG, *_GUESS_EXTRA, default_epsg}):
+        crs = CRS.from_epsg(code)
+        box = _lonlat_box(code, bounds)
+        if box is None:
+            continue
+        lon, lat = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        area = _REGION if crs.is_geographic else crs.area_of_use.bounds
+        if not (_inside(lon, lat, area, 1.0) and _inside(lon, lat, _REGION)):
+            continue
+        gap = _gap_km(box, city) if city else None
+        where = "" if gap is None else (", inside the city" if gap == 0 else f", {gap:.0f} km away")
+        reason = f"Read as {crs.name}, the data centres on {lon:.4f}E {lat:.4f}N{where}."
+        prior = _prior(code, default_epsg)
+        fit = 0.4 if gap is None else 0.7 - 0.25 * math.log10(1 + gap)
+        scored.append(
+            ((gap or 0.0) + prior, code != default_epsg, code, fit - 0.15 * prior, reason)
+        )
+    scored.sort()
+    if not scored:
+        note = "No VN-2000 or WGS 84 reading puts these coordinates in or near Vietnam."
+        return CrsDiagnosis(None, "guessed", 0.0, (), (*notes, note), True)
+    cands: list[CrsCandidate] = []
+    for score, _, code, conf, reason in scored[:5]:
+        if score - scored[0][0] < 1.0 and len(scored) > 1 and scored[1][0] - scored[0][0] < 1.0:
+            conf *= 0.8  # a runner-up fits almost as well: the coordinates cannot tell them apart
+        conf = max(0.05, min([conf, *(c.confidence for c in cands[-1:])]))
+        cands.append(CrsCandidate(code, CRS.from_epsg(code).name, round(conf, 3), reason))
+    note = f"Guessed {cands[0].name} (EPSG:{cands[0].epsg}) from where the coordinates fall."
+    return CrsDiagnosis(
+        cands[0].epsg, "guessed", cands[0].confidence, tuple(cands), (*notes, note), True
+    )
+
+
+def _from_declared(crs: CRS, text: str, bounds: Bounds, default_epsg: int) -> CrsDiagnosis | None:
+    """Honour a declared CRS, but route VN-2000 (and the D_WGS_1984 trap) to EPSG codes."""
+    base = crs.source_crs if crs.is_bound and crs.source_crs is not None else crs
+    family = _datum_family(base)
+    exact = base.to_epsg(min_confidence=100)
+    vn = _match_vn_projection(base, default_epsg) if base.is_projected else None
+    if vn is None and base.is_geographic and family == "vn2000":
+        vn = 4756
+    name = CRS.from_epsg(vn).name if vn else ""
+    tm = _VN_TM.get(vn) if vn else None
+    if vn and tm and family == "wgs84" and tm[2] == 0.9999:  # UTM on WGS 84 is genuine 326xx
+        cx, cy = (bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2
+        shift = shift_metres(text, vn, cx, cy)
+        if not math.isfinite(shift):  # centre unusable: quote the shift at the zone's origin
+            shift = shift_metres(text, vn, 500000.0, 1274000.0)
+        warning = (
+            f"The .prj has the TM-3 parameters of {name} but names the WGS 84 datum, a common "
+            f"mistake of Vietnamese tools; read literally it would move the data about "
+            f"{shift:.0f} m at its centre, so EPSG:{vn} with the official VN-2000 shift is used."
+        )
+        reason = "TM-3 parameters with a WGS 84 datum name: VN-2000 data with a mislabelled datum."
+        cand = CrsCandidate(vn, name, 0.75, reason)
+        return CrsDiagnosis(vn, "declared-corrected", 0.75, (cand,), (warning,), True)
+    if vn and family == "vn2000":
+        source = "declared" if exact == vn else "declared-corrected"
+        towgs84 = "The file's own TOWGS84 is replaced by the official EPSG:6960 shift."
+        notes = (towgs84,) if crs.is_bound else ()
+        reason = f"The declared VN-2000 CRS matches {name} (EPSG:{vn})."
+        conf = 1.0 if source == "declared" else 0.9
+        return CrsDiagnosis(vn, source, conf, (CrsCandidate(vn, name, conf, reason),), notes, False)
+    code = exact or base.to_epsg()
+    if code is None:
+        return None
+    conf = 1.0 if exact else 0.85
+    cand = CrsCandidate(code, CRS.from_epsg(code).name, conf, f"Declared as EPSG:{code}.")
+    return CrsDiagnosis(code, "declared", conf, (cand,), (), conf < 0.9)
+
+
+def diagnose_crs(
+    declared: str | None,
+    bounds: Bounds,
+    *,
+    default_epsg: int = 9212,
+    city_bounds: Bounds | None = DONG_XOAI,
+) -> CrsDiagnosis:
+    """Decide which EPSG code to read `bounds`-shaped data in, and whether to ask the user.
+
+    `declared` is the .prj WKT or the dataset's embedded CRS (e.g. "EPSG:9212"), or None.
+    """
+    text = (declared or "").strip()
+    if not text:
+        return _guess(bounds, default_epsg, city_bounds, ())
+    try:
+        crs = CRS.from_user_input(text)
+    except CRSError:
+        note = "The declared CRS could not be parsed; it was guessed from the coordinates."
+        return _guess(bounds, default_epsg, city_bounds, (note,))
+    found = _from_declared(crs, text, bounds, default_epsg)
+    if found is None or found.epsg is None:
+        note = f"The declared CRS '{crs.name}' has no EPSG equivalent; guessed from coordinates."
+        return _guess(bounds, default_epsg, city_bounds, (note,))
+    box = _lonlat_box(found.epsg, bounds)
+    lon_lat = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2) if box else None
+    if lon_lat and _inside(*lon_lat, _REGION):
+        return found
+    note = f"Read as declared (EPSG:{found.epsg}), the coordinates do not fall in Vietnam."
+    guess = _guess(bounds, default_epsg, city_bounds, (note,))
+    if guess.epsg is None:
+        return CrsDiagnosis(
+            found.epsg, found.source, 0.2, found.candidates, (*found.warnings, note), True
+        )
+    return CrsDiagnosis(
+        guess.epsg,
+        "guessed",
+        guess.confidence,
+        guess.candidates + found.candidates,
+        guess.warnings,
+        True,
+    )

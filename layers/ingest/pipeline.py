@@ -1,0 +1,312 @@
+"""The one import pipeline behind the upload page, the CLI and the API.
+
+``preview_upload`` reads an upload and says what it understood — format, CRS and text
+encoding, each with how sure it is, warnings and the first rows — without storing
+anything. ``publish`` then stores the layer in one transaction, after the planner has
+confirmed anything uncertain. Nothing is ever published silently on a guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from ..errors import InvalidUpload
+from ..kinds import FieldDef, get_kind
+from ..query import MAX_LIMIT, FeatureQuery
+from ..store import Layer, Store
+from ..text import nfc
+from .archive import Dataset, UploadLimits, open_upload, read_member_bytes
+from .crs import CrsCandidate, CrsDiagnosis, diagnose_crs, transformer_to_wgs84
+from .encoding import EncodingGuess, decode, detect_encoding, encoding_from_cpg
+from .read import read_dataset
+from .validate import GeometryReport, clean_geometries, infer_fields, outside_count
+
+DEFAULT_CITY_BOUNDS = (106.755, 11.461, 106.933, 11.577)
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """The planner's answers to what the service could not be sure of."""
+
+    dataset: str | None = None
+    crs_epsg: int | None = None
+    encoding: str | None = None
+    csv_x: str | None = None
+    csv_y: str | None = None
+
+
+@dataclass
+class Preview:
+    """What the service understood of an upload, before anything is stored."""
+
+    upload_name: str
+    datasets: list[Dataset]
+    dataset: Dataset
+    crs: CrsDiagnosis
+    encoding: EncodingGuess | None
+    encoding_source: str
+    frame: gpd.GeoDataFrame
+    fields: list[FieldDef]
+    geometry: GeometryReport
+    outside: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def feature_count(self) -> int:
+        return len(self.frame)
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return self.crs.needs_confirmation
+
+    def rows(self, n: int = 10) -> list[dict[str, Any]]:
+        """The first ``n`` rows of attributes, for the preview table."""
+        head = self.frame.drop(columns=self.frame.geometry.name).head(n)
+        return [{k: _plain(v) for k, v in row.items()} for row in head.to_dict("records")]
+
+
+def _plain(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _choose(datasets: list[Dataset], wanted: str | None) -> Dataset:
+    if wanted is None:
+        return datasets[0]
+    for ds in datasets:
+        if ds.name == wanted:
+            return ds
+    names = ", ".join(ds.name for ds in datasets)
+    raise InvalidUpload(f"The upload has no dataset {wanted!r}; it has: {names}")
+
+
+def _decode_text(frame: gpd.GeoDataFrame, encoding: str) -> gpd.GeoDataFrame:
+    """Re-decode Latin-1-read text (columns and names) with the real encoding, to NFC."""
+    geometry = frame.geometry.name
+
+    def fix(value: Any) -> Any:
+        return decode(value.encode("latin-1"), encoding) if isinstance(value, str) else value
+
+    out = frame.copy()
+    for column in out.columns:
+        if column != geometry and pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].astype(object).map(fix)
+    out.columns = [c if c == geometry else fix(c) for c in out.columns]
+    return out
+
+
+def _text_samples(frame: gpd.GeoDataFrame, limit: int = 5000) -> list[bytes]:
+    geometry = frame.geometry.name
+    samples = [str(c).encode("latin-1") for c in frame.columns if c != geometry]
+    for column in frame.columns:
+        if column != geometry and pd.api.types.is_string_dtype(frame[column]):
+            values = frame[column].dropna().astype(str)
+            samples += [v.encode("latin-1") for v in values.head(limit // 4) if v]
+    return samples[:limit]
+
+
+def _settle_encoding(upload: Path, ds: Dataset, frame: gpd.GeoDataFrame,
+                     override: str | None) -> tuple[str, EncodingGuess | None, str]:
+    """Planner's choice, else the .cpg, else detection from the bytes themselves."""
+    guess = detect_encoding(_text_samples(frame))
+    if override:
+        return override, guess, "user"
+    cpg = read_member_bytes(ds, ".cpg")
+    declared = encoding_from_cpg(cpg.decode("ascii", "replace")) if cpg else None
+    if declared:
+        return declared, guess, "cpg"
+    return guess.encoding, guess, "detected"
+
+
+def _user_crs(epsg: int) -> CrsDiagnosis:
+    try:
+        transformer_to_wgs84(epsg)
+    except Exception:  # noqa: BLE001 - pyproj raises several classes for unknown codes
+        raise InvalidUpload(f"EPSG:{epsg} is not a coordinate system PROJ knows") from None
+    candidate = CrsCandidate(epsg, f"EPSG:{epsg}", 1.0, "Chosen by the planner")
+    return CrsDiagnosis(epsg, "user", 1.0, (candidate,), (), False)
+
+
+def _to_wgs84(frame: gpd.GeoDataFrame, epsg: int) -> gpd.GeoDataFrame:
+    """Reproject with the transformer that carries the VN-2000 datum shift."""
+    if epsg == 4326:
+        return frame.set_crs(4326, allow_override=True)
+    transformer = transformer_to_wgs84(epsg)
+
+    def move(coords: np.ndarray) -> np.ndarray:
+        x, y = transformer.transform(coords[:, 0], coords[:, 1])
+        return np.column_stack([x, y])
+
+    moved = shapely.transform(frame.geometry.values, move)
+    return frame.set_geometry(gpd.GeoSeries(moved, index=frame.index, crs=4326))
+
+
+def preview_upload(
+    path: Path,
+    original_name: str,
+    options: ReadOptions = ReadOptions(),
+    *,
+    limits: UploadLimits | None = None,
+    default_epsg: int = 9212,
+    city_bounds: tuple[float, float, float, float] = DEFAULT_CITY_BOUNDS,
+) -> Preview:
+    """Read an upload and report what it holds; stores nothing."""
+    datasets = open_upload(path, original_name, limits or UploadLimits())
+    ds = _choose(datasets, options.dataset)
+    raw = read_dataset(path, ds, csv_x=options.csv_x, csv_y=options.csv_y)
+    frame = raw.frame
+    warnings: list[str] = []
+    encoding, guess, encoding_source = "utf-8", None, "format"
+    if raw.raw_text:
+        encoding, guess, encoding_source = _settle_encoding(path, ds, frame, options.encoding)
+        frame = _decode_text(frame, encoding)
+        if encoding_source == "cpg" and guess and guess.encoding != encoding:
+            warnings.append(
+                f"The .cpg says {encoding} but the text looks like {guess.encoding}: check the "
+                "names in the preview and change the encoding if they look wrong"
+            )
+    frame, geometry = clean_geometries(frame)
+    if frame.empty:
+        raise InvalidUpload(f"{ds.name} has no feature with a geometry")
+    if options.crs_epsg:
+        crs = _user_crs(options.crs_epsg)
+    else:
+        declared = raw.declared_crs
+        if ds.format == "shapefile":
+            prj = read_member_bytes(ds, ".prj")
+            declared = prj.decode("latin-1") if prj else None
+        crs = diagnose_crs(declared, tuple(frame.total_bounds), default_epsg=default_epsg,
+                           city_bounds=city_bounds)
+    if crs.epsg is None:
+        raise InvalidUpload(
+            f"The coordinates of {ds.name} fit no known coordinate system; choose one (EPSG code)"
+        )
+    warnings += list(crs.warnings)
+    frame = _to_wgs84(frame, crs.epsg)
+    attributes, fields = infer_fields(pd.DataFrame(frame.drop(columns=frame.geometry.name)))
+    frame = gpd.GeoDataFrame(attributes, geometry=frame.geometry.values, crs=4326)
+    outside = outside_count(frame, city_bounds)
+    if geometry.repaired:
+        warnings.append(f"{geometry.repaired} invalid geometries were repaired (make_valid)")
+    if geometry.dropped_empty:
+        warnings.append(f"{geometry.dropped_empty} features without a geometry were left out")
+    if geometry.mixed:
+        warnings.append("The layer mixes points, lines and polygons: it can only be generic")
+    if outside:
+        warnings.append(
+            f"{outside} features lie far outside the city: check the coordinate system"
+        )
+    return Preview(original_name, datasets, ds, crs, guess, encoding_source, frame, fields,
+                   geometry, outside, warnings)
+
+
+@dataclass(frozen=True)
+class PublishSpec:
+    """How the planner wants the preview stored."""
+
+    slug: str
+    title: str
+    kind: str = "generic"
+    field_map: dict[str, str] = field(default_factory=dict)  # kind field -> source key
+    public: bool = False
+    private_fields: tuple[str, ...] = ()
+    confirmed: bool = False
+    replace: bool = False
+    note: str = ""
+
+
+def ward_codes(store: Store) -> dict[str, str]:
+    """Ward names (in several spellings) and codes, mapped to codes, from every ward layer."""
+    codes: dict[str, str] = {}
+    for layer in store.list_layers():
+        if layer.kind != "ward":
+            continue
+        page = store.query_features(layer.slug, FeatureQuery(limit=MAX_LIMIT))
+        for f in page.features:
+            code = str(f.properties.get("code", ""))
+            name = nfc(str(f.properties.get("name", ""))).lower()
+            short = name.removeprefix("phường ").removeprefix("xã ")
+            for key in (code, name, short):
+                codes[key] = code
+    return codes
+
+
+def _choice_value(f: FieldDef, value: Any) -> Any:
+    """Accept a vocabulary's Vietnamese or English label as well as its value."""
+    if value is None or not f.choices:
+        return value
+    text = nfc(str(value)).lower()
+    for c in f.choices:
+        if text in (str(c.value).lower(), c.vi.lower(), c.en.lower()):
+            return c.value
+    return value
+
+
+def _features(preview: Preview, spec: PublishSpec, wards: dict[str, str]) -> tuple[
+        list[tuple[shapely.Geometry, dict[str, Any]]], tuple[FieldDef, ...]]:
+    frame = preview.frame
+    if spec.kind == "generic":
+        fields = tuple(
+            FieldDef(f.name, f.type, f.vi, f.en, public=f.name not in spec.private_fields)
+            for f in preview.fields
+        )
+        columns = [f.name for f in fields]
+        records = frame[columns].to_dict("records")
+        props = [{k: _plain(v) for k, v in r.items() if _plain(v) is not None} for r in records]
+        return list(zip(frame.geometry.values, props, strict=True)), fields
+    kind = get_kind(spec.kind)
+    unknown = sorted(set(spec.field_map) - {f.name for f in kind.fields})
+    missing_sources = sorted(set(spec.field_map.values()) - set(frame.columns))
+    if unknown or missing_sources:
+        raise InvalidUpload(
+            "Field mapping refers to unknown fields: " + ", ".join(unknown + missing_sources)
+        )
+    required = [f.name for f in kind.fields if f.required and f.name not in spec.field_map]
+    if required:
+        raise InvalidUpload(
+            f"A {kind.en} layer needs these fields mapped: {', '.join(required)}"
+        )
+    items = []
+    for geom, (_, row) in zip(frame.geometry.values, frame.iterrows(), strict=True):
+        props: dict[str, Any] = {}
+        for target, source in spec.field_map.items():
+            f = kind.field(target)
+            value = _choice_value(f, _plain(row[source]))
+            if target == "ward" and value is not None:
+                value = wards.get(nfc(str(value)).lower(), value)
+            if value is not None:
+                props[target] = value
+        items.append((geom, props))
+    fields = tuple(replace(f, public=f.name not in spec.private_fields) for f in kind.fields)
+    return items, fields
+
+
+def publish(store: Store, preview: Preview, spec: PublishSpec) -> Layer:
+    """Store the previewed data as a new layer, or a new version of ``spec.slug``."""
+    if preview.needs_confirmation and not spec.confirmed:
+        raise InvalidUpload(
+            "The coordinate system was guessed or corrected "
+            f"(EPSG:{preview.crs.epsg}): confirm it before publishing"
+        )
+    if spec.kind != "generic" and preview.geometry.mixed:
+        raise InvalidUpload("Mixed geometry types can only be published as a generic layer")
+    items, fields = _features(preview, spec, ward_codes(store))
+    note = spec.note or f"import of {preview.upload_name}"
+    if spec.replace:
+        store.replace_features(spec.slug, items, note=note)
+        return store.get_layer(spec.slug)
+    geometry_type = preview.geometry.geometry_type
+    if spec.kind != "generic":
+        geometry_type = get_kind(spec.kind).geometry_type
+    return store.create_layer(
+        spec.slug, spec.title, spec.kind, geometry_type=geometry_type, public=spec.public,
+        fields=fields, features=items, note=note,
+    )

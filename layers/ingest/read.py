@@ -1,0 +1,142 @@
+"""Reading one dataset of an upload into a GeoDataFrame in its own coordinates.
+
+Text of shapefiles and CSVs is read as Latin-1, which maps every byte to one character,
+so the file's raw bytes come back exactly; ``encoding.py`` then decodes them with the
+encoding the ``.cpg``, the detector or the planner chose. GeoPackage, GeoJSON and KML are
+UTF-8 by definition and are read as such.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import pyogrio
+from pyogrio.errors import DataLayerError, DataSourceError
+
+from ..errors import InvalidUpload
+from .archive import Dataset
+
+LON_NAMES = ("lon", "lng", "long", "longitude", "kinh_do", "kinhdo", "x", "easting", "toa_do_x")
+LAT_NAMES = ("lat", "latitude", "vi_do", "vido", "y", "northing", "toa_do_y")
+MAX_CSV_BYTES = 200 * 1024 * 1024
+
+
+@dataclass
+class RawData:
+    """A dataset as read: raw text still to decode when ``raw_text`` is True."""
+
+    frame: gpd.GeoDataFrame
+    declared_crs: str | None
+    raw_text: bool
+
+
+def dataset_bytes(upload: Path, ds: Dataset, limit: int) -> bytes:
+    """The bytes of a dataset's main file, inside the zip or not, refusing more than ``limit``."""
+    prefix = f"/vsizip/{upload}/"
+    if ds.path.startswith(prefix):
+        with zipfile.ZipFile(upload) as archive, archive.open(ds.path[len(prefix):]) as member:
+            data = member.read(limit + 1)
+    else:
+        with open(ds.path, "rb") as handle:
+            data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidUpload(f"{ds.name} is larger than {limit // 2**20} MB")
+    return data
+
+
+def refuse_xml_entities(data: bytes, name: str) -> None:
+    """KML with a DOCTYPE can define external entities (XXE): such files are refused."""
+    head = data[:65536].lower()
+    if b"<!doctype" in head or b"<!entity" in head:
+        raise InvalidUpload(
+            f"{name} declares a DOCTYPE or XML entities, which KML does not need and which "
+            "can be used to read files from the server; remove them and upload again"
+        )
+
+
+def read_vector(ds: Dataset) -> RawData:
+    """Shapefile, GeoPackage, GeoJSON or KML through GDAL (pyogrio)."""
+    shapefile = ds.format == "shapefile"
+    try:
+        info = pyogrio.read_info(ds.path, layer=ds.layer) if ds.layer else pyogrio.read_info(
+            ds.path)
+        kwargs = {"encoding": "latin1"} if shapefile else {}
+        frame = pyogrio.read_dataframe(ds.path, layer=ds.layer, **kwargs)
+    except (DataSourceError, DataLayerError, OSError, ValueError, RuntimeError) as exc:
+        message = str(exc).replace(ds.path, ds.name)
+        raise InvalidUpload(
+            f"{ds.name} could not be read as {ds.format} (damaged or incomplete?): {message}"
+        ) from None
+    return RawData(frame, None if shapefile else info.get("crs"), shapefile)
+
+
+def _pick(columns: list[str], names: tuple[str, ...], chosen: str | None) -> str | None:
+    if chosen:
+        if chosen not in columns:
+            raise InvalidUpload(f"The CSV has no column {chosen!r}; it has {', '.join(columns)}")
+        return chosen
+    lowered = {c.strip().lower(): c for c in columns}
+    return next((lowered[n] for n in names if n in lowered), None)
+
+
+def _number(text: str) -> float | None:
+    value = text.strip().replace(" ", "")
+    if value.count(",") == 1 and "." not in value:
+        value = value.replace(",", ".")  # decimal comma, as Vietnamese spreadsheets write it
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
+def read_csv(data: bytes, name: str, x: str | None = None, y: str | None = None) -> RawData:
+    """A CSV with coordinate columns (lon/lat or projected x/y) as points, text left raw."""
+    try:
+        table = pd.read_csv(io.BytesIO(data), dtype=str, encoding="latin1", sep=None,
+                            engine="python", keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as exc:
+        raise InvalidUpload(f"{name} is not a readable CSV table: {exc}") from None
+    columns = [str(c) for c in table.columns]
+    x_col = _pick(columns, LON_NAMES, x)
+    y_col = _pick(columns, LAT_NAMES, y)
+    if not x_col or not y_col:
+        raise InvalidUpload(
+            f"{name} has no coordinate columns: name them lon/lat (or x/y for projected "
+            f"coordinates); its columns are {', '.join(columns)}"
+        )
+    xs, ys = table[x_col].map(_number), table[y_col].map(_number)
+    bad = [i + 2 for i in range(len(table)) if xs.iloc[i] is None or ys.iloc[i] is None]
+    if bad:
+        rows = ", ".join(map(str, bad[:5])) + (" …" if len(bad) > 5 else "")
+        raise InvalidUpload(
+            f"{name}: {len(bad)} row(s) have coordinates that are not numbers (line {rows})"
+        )
+    frame = gpd.GeoDataFrame(
+        table.drop(columns=[x_col, y_col]),
+        geometry=gpd.points_from_xy(xs.astype(float), ys.astype(float)),
+    )
+    return RawData(frame, None, True)
+
+
+def read_dataset(upload: Path, ds: Dataset, *, csv_x: str | None = None,
+                 csv_y: str | None = None) -> RawData:
+    """Read ``ds`` safely; an unreadable or empty dataset is an InvalidUpload."""
+    if ds.format == "kml":
+        refuse_xml_entities(dataset_bytes(upload, ds, MAX_CSV_BYTES), ds.name)
+    if ds.format == "csv":
+        raw = read_csv(dataset_bytes(upload, ds, MAX_CSV_BYTES), ds.name, csv_x, csv_y)
+    else:
+        raw = read_vector(ds)
+    if raw.frame.empty:
+        raise InvalidUpload(f"{ds.name} contains no features")
+    raw.frame.columns = [re.sub(r"\s+", " ", str(c)).strip() if c != raw.frame.geometry.name
+                         else c for c in raw.frame.columns]
+    return raw
