@@ -9,7 +9,7 @@ from flask import Flask
 
 from layers.store import open_store
 
-from . import api, assets, auth, commands, http_errors, i18n, inspector, security
+from . import api, assets, auth, commands, http_errors, i18n, inspector, manage, security
 from .config import DefaultConfig
 
 
@@ -37,5 +37,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     http_errors.init_app(app)
     commands.init_app(app)
     app.register_blueprint(inspector.bp)
+    app.register_blueprint(manage.bp)
+    app.register_blueprint(manage.api_bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     return app

@@ -5,6 +5,8 @@ Roles are admin, planner and inspector; anonymous visitors are the public.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import (
     Blueprint,
     Flask,
@@ -17,7 +19,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_login import LoginManager, UserMixin, login_user, logout_user
+from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import HiddenField, PasswordField, StringField
@@ -93,6 +95,23 @@ def unauthorized() -> ResponseReturnValue:
     if wants_json():
         return error_response(401, _("Log in first."))
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+def require_role(*roles: str) -> Callable[[], ResponseReturnValue | None]:
+    """A ``before_request`` hook admitting only logged-in users with one of ``roles``.
+
+    Permissions are decided once per blueprint, not view by view.
+    """
+
+    def check() -> ResponseReturnValue | None:
+        if not current_user.is_authenticated:
+            return login_manager.unauthorized()
+        if current_user.role not in roles:
+            return error_response(403, _("Your role (%(role)s) cannot do this.",
+                                         role=role_label(current_user.role)))
+        return None
+
+    return check
 
 
 @bp.route("/login", methods=["GET", "POST"])

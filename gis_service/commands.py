@@ -8,7 +8,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from layers.errors import GisError
+from layers.errors import GisError, LayerExists
 from layers.sample import ILLUSTRATIVE_NOTE_EN, load_sample
 from layers.store.base import ROLES
 
@@ -28,8 +28,8 @@ def sample_command(replace: bool, seed: int) -> None:
     """Load the illustrative sample city (wards, hotspots, points)."""
     try:
         counts = load_sample(get_store(), seed=seed, replace=replace)
-    except GisError as exc:
-        _fail(exc)
+    except LayerExists as exc:
+        raise click.ClickException(f"{exc.message} (gis-service sample --replace)") from None
     for slug, n in counts.items():
         click.echo(f"{slug}: {n} features")
     click.echo(ILLUSTRATIVE_NOTE_EN)

@@ -30,9 +30,13 @@ class DefaultConfig:
     SESSION_COOKIE_SECURE = False
     REMEMBER_COOKIE_HTTPONLY = True
     REMEMBER_COOKIE_SAMESITE = "Lax"
-    # Uploads arrive in a later version; until then requests stay small.
+    # Largest upload (bytes); Flask answers 413 past it.
     MAX_CONTENT_LENGTH = 200 * 1024 * 1024
+    # Where uploads wait between preview and publish.
+    UPLOAD_DIR = str(Path.cwd() / "instance" / "uploads")
+    # The province's VN-2000 TM-3 zone, assumed first for files without a .prj (Bình Phước).
+    DEFAULT_EPSG = 9212
+    # The city's box (minLon, minLat, maxLon, maxLat): imports far outside it are flagged.
+    CITY_BOUNDS = (106.755, 11.461, 106.933, 11.577)
     # Page size the map uses when it fetches features from the API.
     MAP_PAGE_SIZE = 2000
-    # The view (minLon, minLat, maxLon, maxLat) when the store holds no layer yet.
-    MAP_DEFAULT_BOUNDS = (106.755, 11.461, 106.933, 11.577)

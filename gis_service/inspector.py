@@ -83,7 +83,7 @@ def map_bounds(store: Store, layers: list[Layer]) -> tuple[float, float, float, 
     preferred = [la for la in layers if la.kind == "ward"] or layers
     extents = [e for e in (store.extent(la.slug) for la in preferred) if e]
     if not extents:
-        return tuple(current_app.config["MAP_DEFAULT_BOUNDS"])  # type: ignore[return-value]
+        return tuple(current_app.config["CITY_BOUNDS"])  # type: ignore[return-value]
     return (
         min(e[0] for e in extents),
         min(e[1] for e in extents),

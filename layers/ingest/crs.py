@@ -47,6 +47,8 @@ _REGION: Bounds = tuple(  # VN-2000's area of use plus 2°: anything outside is 
 
 @dataclass(frozen=True)
 class CrsCandidate:
+    """One possible reading of the coordinates, explained so the upload planner can show it."""
+
     epsg: int
     name: str  # pyproj CRS name
     confidence: float  # 0..1
@@ -55,6 +57,8 @@ class CrsCandidate:
 
 @dataclass(frozen=True)
 class CrsDiagnosis:
+    """The CRS to read a layer in, and whether a person must confirm it before we reproject."""
+
     epsg: int | None
     source: str  # "declared", "declared-corrected", "guessed" or "user"
     confidence: float

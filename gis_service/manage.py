@@ -1,0 +1,270 @@
+"""Layer management for planners: upload, preview, publish, versions and restore.
+
+Every route needs the planner or admin role (checked once for the blueprint); every
+form carries a CSRF token. The pages call the same ``layers.ingest`` pipeline as the
+CLI and the API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_login import current_user
+from layers.ingest.encoding import ENCODINGS, LABELS
+
+from layers.errors import GisError, InvalidUpload
+from layers.ingest.archive import UploadLimits
+from layers.ingest.mapping import guess_mapping
+from layers.ingest.pipeline import Preview, PublishSpec, ReadOptions, preview_upload, publish
+from layers.ingest.validate import field_name
+from layers.kinds import KINDS
+from layers.store import Layer
+
+from .auth import require_role
+from .inspector import map_messages
+from .map_builder import MapLayer, MapSettings, build_map, render_parts
+from .security import csp_nonce
+from .store_access import get_store
+from .uploads import discard_upload, get_upload, save_upload
+
+bp = Blueprint("manage", __name__, url_prefix="/layers")
+bp.before_request(require_role("planner", "admin"))
+# The same pipeline for scripts, under /api/ so errors come back as JSON.
+api_bp = Blueprint("manage_api", __name__, url_prefix="/api/layers")
+api_bp.before_request(require_role("planner", "admin"))
+
+PREVIEW_MAP_FEATURES = 2000
+
+
+def limits() -> UploadLimits:
+    return UploadLimits(max_upload_bytes=current_app.config["MAX_CONTENT_LENGTH"])
+
+
+def _int_arg(args: dict[str, str], name: str) -> int | None:
+    value = (args.get(name) or "").strip().removeprefix("EPSG:").removeprefix("epsg:")
+    if not value:
+        return None
+    if not value.isdigit():
+        raise InvalidUpload(f"{name} must be an EPSG code such as 9212")
+    return int(value)
+
+
+def read_options(args: dict[str, str]) -> ReadOptions:
+    """The planner's overrides, from the preview form or the API."""
+    encoding = args.get("encoding") or None
+    if encoding and encoding not in ENCODINGS:
+        raise InvalidUpload(f"encoding must be one of {', '.join(ENCODINGS)}")
+    return ReadOptions(
+        dataset=args.get("dataset") or None,
+        crs_epsg=_int_arg(args, "crs"),
+        encoding=encoding,
+        csv_x=args.get("csv_x") or None,
+        csv_y=args.get("csv_y") or None,
+    )
+
+
+def run_preview(path: Any, name: str, options: ReadOptions) -> Preview:
+    config = current_app.config
+    return preview_upload(path, name, options, limits=limits(),
+                          default_epsg=config["DEFAULT_EPSG"],
+                          city_bounds=tuple(config["CITY_BOUNDS"]))
+
+
+def option_args(options: ReadOptions) -> dict[str, str]:
+    """The options as query arguments, so every link and form keeps them."""
+    values = {"dataset": options.dataset, "crs": options.crs_epsg, "encoding": options.encoding,
+              "csv_x": options.csv_x, "csv_y": options.csv_y}
+    return {k: str(v) for k, v in values.items() if v}
+
+
+def publish_spec(form: dict[str, str], preview: Preview) -> PublishSpec:
+    """Read the publish form: title, slug, kind, mapping, public flags, confirmation."""
+    kind = form.get("kind") or "generic"
+    if kind not in KINDS:
+        raise InvalidUpload(f"kind must be one of {', '.join(KINDS)}")
+    field_map = {
+        key.removeprefix("map_"): value
+        for key, value in form.items()
+        if key.startswith("map_") and value
+    }
+    target = form.get("target", "")
+    return PublishSpec(
+        slug=target or (form.get("slug") or "").strip(),
+        title=(form.get("title") or "").strip(),
+        kind=kind,
+        field_map=field_map,
+        public=form.get("public") == "on",
+        private_fields=tuple(k.removeprefix("private_") for k in form if
+                             k.startswith("private_")),
+        confirmed=form.get("confirm") == "on",
+        replace=bool(target),
+    )
+
+
+def preview_map(preview: Preview, token: str, options: ReadOptions) -> dict[str, str]:
+    """A small map of the preview over the ward boundaries."""
+    store = get_store()
+    layer = Layer("preview", preview.upload_name, "generic", preview.geometry.geometry_type,
+                  fields=tuple(preview.fields))
+    layers = [MapLayer(w, url_for("api.features", slug=w.slug)) for w in store.list_layers()
+              if w.kind == "ward"]
+    url = url_for(".preview_features", token=token)
+    layers.append(MapLayer(layer, url, {k: [v] for k, v in option_args(options).items()}))
+    minx, miny, maxx, maxy = preview.frame.total_bounds
+    settings = MapSettings(
+        bounds=(float(minx), float(miny), float(maxx), float(maxy)),
+        lang=str(get_locale() or "vi"),
+        tile_url=current_app.config["TILE_URL"],
+        tile_attribution=current_app.config["TILE_ATTRIBUTION"],
+        messages=map_messages(),
+        ward_names={},
+        page_size=PREVIEW_MAP_FEATURES,
+    )
+    return render_parts(build_map(layers, settings), csp_nonce())
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    store = get_store()
+    layers = [(la, store.count_features(la.slug)) for la in store.list_layers()]
+    return render_template("layers.html", layers=layers)
+
+
+@bp.post("/upload")
+def upload() -> ResponseReturnValue:
+    pending = save_upload(request.files.get("file"), current_user.get_id())
+    return redirect(url_for(".preview", token=pending.token))
+
+
+def render_preview(token: str, args: dict[str, str], form: dict[str, str] | None = None,
+                   error: str | None = None) -> ResponseReturnValue:
+    pending = get_upload(token, current_user.get_id())
+    options = read_options(args)
+    preview = run_preview(pending.path, pending.original_name, options)
+    kind = (form or args).get("kind") or "generic"
+    if kind not in KINDS:
+        raise InvalidUpload(f"kind must be one of {', '.join(KINDS)}")
+    columns = [f.name for f in preview.fields]
+    mapping = guess_mapping(kind, columns)
+    if form:
+        mapping = {k.removeprefix("map_"): v for k, v in form.items() if k.startswith("map_")}
+    stem = pending.original_name.rsplit(".", 1)[0]
+    store = get_store()
+    page = render_template(
+        "import_preview.html",
+        token=token,
+        preview=preview,
+        options=option_args(options),
+        kind=kind,
+        kinds=KINDS,
+        columns=columns,
+        mapping=mapping,
+        encodings=[(e, LABELS[e]) for e in ENCODINGS],
+        replaceable=[la for la in store.list_layers() if la.kind == kind],
+        default_slug=field_name(stem, set()).replace("_", "-")[:40],
+        default_title=stem,
+        form=form or {},
+        error=error,
+        parts=preview_map(preview, token, options),
+    )
+    return page, 400 if error else 200
+
+
+@bp.get("/import/<token>")
+def preview(token: str) -> ResponseReturnValue:
+    return render_preview(token, request.args.to_dict())
+
+
+@bp.get("/import/<token>/features")
+def preview_features(token: str) -> ResponseReturnValue:
+    """The preview's first features as GeoJSON, for its small map."""
+    pending = get_upload(token, current_user.get_id())
+    preview = run_preview(pending.path, pending.original_name, read_options(request.args))
+    head = preview.frame.head(PREVIEW_MAP_FEATURES)
+    return current_app.response_class(head.to_json(drop_id=True),
+                                      mimetype="application/geo+json")
+
+
+@bp.post("/import/<token>")
+def publish_upload(token: str) -> ResponseReturnValue:
+    pending = get_upload(token, current_user.get_id())
+    form = request.form.to_dict()
+    try:
+        preview = run_preview(pending.path, pending.original_name, read_options(form))
+        layer = publish(get_store(), preview, publish_spec(form, preview))
+    except GisError as exc:
+        return render_preview(token, form, form, exc.message)
+    discard_upload(pending)
+    flash(_("Published %(count)d features to “%(title)s”.", count=preview.feature_count,
+            title=layer.title), "ok")
+    return redirect(url_for(".versions", slug=layer.slug))
+
+
+@bp.get("/<slug>/versions")
+def versions(slug: str) -> ResponseReturnValue:
+    store = get_store()
+    return render_template("versions.html", layer=store.get_layer(slug),
+                           versions=store.list_versions(slug))
+
+
+@bp.post("/<slug>/versions/<int:version>/restore")
+def restore(slug: str, version: int) -> ResponseReturnValue:
+    new = get_store().restore_version(slug, version)
+    flash(_("Version %(old)d restored as version %(new)d.", old=version, new=new), "ok")
+    return redirect(url_for(".versions", slug=slug))
+
+
+@api_bp.post("/import")
+def api_import() -> ResponseReturnValue:
+    """The pipeline for scripts: multipart ``file`` plus the publish form's fields.
+
+    With ``preview=1`` nothing is stored and the preview is returned as JSON.
+    """
+    pending = save_upload(request.files.get("file"), current_user.get_id())
+    try:
+        form = request.form.to_dict()
+        preview = run_preview(pending.path, pending.original_name, read_options(form))
+        if form.get("preview") == "1":
+            return jsonify(preview_json(preview))
+        layer = publish(get_store(), preview, publish_spec(form, preview))
+    finally:
+        discard_upload(pending)
+    return jsonify({**layer.to_dict(), "features": preview.feature_count}), 201
+
+
+def preview_json(preview: Preview) -> dict[str, Any]:
+    """The preview as data: what the pipeline understood and how sure it is."""
+    crs = preview.crs
+    return {
+        "dataset": preview.dataset.name,
+        "datasets": [d.name for d in preview.datasets],
+        "format": preview.dataset.format,
+        "feature_count": preview.feature_count,
+        "geometry_type": preview.geometry.geometry_type,
+        "crs": {"epsg": crs.epsg, "source": crs.source, "confidence": crs.confidence,
+                "needs_confirmation": crs.needs_confirmation,
+                "candidates": [{"epsg": c.epsg, "name": c.name, "confidence": c.confidence,
+                                "reason": c.reason} for c in crs.candidates]},
+        "encoding": None if preview.encoding is None else {
+            "encoding": preview.encoding.encoding, "confidence": preview.encoding.confidence,
+            "evidence": preview.encoding.evidence, "source": preview.encoding_source},
+        "fields": [f.to_dict() for f in preview.fields],
+        "rows": preview.rows(),
+        "warnings": preview.warnings,
+        "repaired": preview.geometry.repaired,
+        "dropped_empty": preview.geometry.dropped_empty,
+        "outside": preview.outside,
+    }

@@ -1,0 +1,307 @@
+"""Open agencies' uploads safely: trust the bytes, not the name, and never extract a zip.
+
+Uploads are hostile until proven otherwise: the format is sniffed from the content, zips are
+vetted member by member (slip, links, bombs, nesting, passwords, damage) and then read in
+place by GDAL through ``/vsizip/``, so nothing an archive names is ever written to disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import re
+import stat
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from layers.errors import InvalidUpload
+
+MIB = 1 << 20
+HEAD = 64 * 1024  # enough of a file to recognise it
+RATIO_FLOOR = MIB  # tiny files compress absurdly well: ratios only matter above this size
+EXTENSIONS = {".zip": "zip", ".kmz": "zip", ".gpkg": "gpkg", ".geojson": "geojson",
+              ".json": "geojson", ".kml": "kml", ".csv": "csv", ".shp": "shp"}
+MEMBER_FORMATS = {".shp": "shapefile", ".gpkg": "gpkg", ".geojson": "geojson",
+                  ".json": "geojson", ".kml": "kml", ".csv": "csv"}
+NESTED = (".zip", ".kmz", ".gz", ".tgz", ".tar", ".7z", ".rar", ".bz2", ".xz")
+SIDECARS = (".prj", ".cpg", ".dbf", ".shx")
+LABELS = {"zip": "zip archive", "gpkg": "GeoPackage", "geojson": "GeoJSON file", "kml": "KML file",
+          "csv": "CSV text file", "shp": "shapefile (.shp)", "shapefile": "shapefile (.shp)"}
+ACCEPTED = "a zipped shapefile (.zip), a GeoPackage (.gpkg), GeoJSON, KML/KMZ or CSV"
+GEOJSON = re.compile(r'"type"\s*:\s*"(?:FeatureCollection|Feature)"|"features"\s*:\s*\[')
+KML = re.compile(r"<(?:\w+:)?kml[\s>/]")
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+DAMAGED = "the archive is damaged or incomplete. Upload it again, or ask for a new zip."
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """Caps that keep one upload from exhausting disk, memory or CPU."""
+
+    max_upload_bytes: int = 200 * 1024 * 1024
+    max_members: int = 2000
+    max_uncompressed_bytes: int = 2 * 1024**3
+    max_ratio: float = 200.0  # uncompressed / compressed, per member and overall
+
+
+DEFAULT_LIMITS = UploadLimits()
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One readable dataset of an upload, addressed the way pyogrio/GDAL wants it."""
+
+    path: str  # a plain file path, or "/vsizip/<abs zip path>/<member>"
+    name: str  # human name: member path inside the archive, or the uploaded file name
+    format: str  # "shapefile" | "gpkg" | "geojson" | "kml" | "csv"
+    sidecars: tuple[str, ...] = ()  # shapefiles: which of .prj .cpg .dbf .shx are present
+
+
+def _size(n: float) -> str:
+    """A size a planner can read ("48.83 MB", "2 GB")."""
+    return f"{n / (1 << 30):.4g} GB" if n >= 1 << 30 else f"{n / MIB:.4g} MB"
+
+
+def _detect(head: bytes) -> str | None:
+    """The format of a file from its first bytes, or None if it is none we read."""
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if head.startswith(b"SQLite format 3\x00"):
+        return "gpkg"
+    if head.startswith(b"\x00\x00\x27\x0a"):
+        return "shp"
+    if b"\x00" in head:
+        return None
+    # Decoding errors are tolerated: a CSV may well be in Windows-1258, not UTF-8.
+    text = head.removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace").lstrip()
+    if text.startswith("{"):
+        return "geojson" if GEOJSON.search(text) else None
+    if text.startswith("<"):
+        return "kml" if KML.search(text) else None
+    first = text.partition("\n")[0].strip()
+    return "csv" if first and not CONTROL.search(first) else None
+
+
+def sniff_format(path: Path, name: str | None = None) -> str:
+    """The real format of ``path`` from its first bytes; the extension of ``name`` (default:
+    the file's own) must agree, since a renamed file is a mistake or an attack."""
+    name = name or Path(path).name
+    with open(path, "rb") as file:
+        found = _detect(file.read(HEAD))
+    ext = posixpath.splitext(name.replace("\\", "/"))[1].lower()
+    expected = EXTENSIONS.get(ext) if ext else found
+    if ext and expected is None:
+        raise InvalidUpload(f"{name} is not a file type we accept. Upload {ACCEPTED}.")
+    if found is None:
+        raise InvalidUpload(f"{name} is not a {LABELS.get(expected or '', 'map file we read')}: "
+                            f"its content is not recognised (damaged, or the wrong extension?).")
+    if found != expected:
+        raise InvalidUpload(f"{name} has the wrong extension: it is named {ext} but it is really "
+                            f"a {LABELS[found]}, not a {LABELS[expected]}. Check the file.")
+    return found
+
+
+def open_upload(path: Path, original_name: str, limits: UploadLimits = DEFAULT_LIMITS
+                ) -> list[Dataset]:
+    """Prove an upload safe to hand to GDAL, then list the datasets it holds."""
+    size = os.stat(path).st_size
+    if size > limits.max_upload_bytes:
+        raise InvalidUpload(f"{original_name} is {_size(size)}; uploads are limited to "
+                            f"{_size(limits.max_upload_bytes)}. Split the data into smaller files.")
+    if size == 0:
+        raise InvalidUpload(f"{original_name} is empty. Check the file and upload it again.")
+    found = sniff_format(path, original_name)
+    if found == "shp":
+        raise InvalidUpload(f"{original_name} is a .shp on its own: shapefiles need .shp, .shx and "
+                            f".dbf together (and .prj). Put them in one .zip and upload that.")
+    if found != "zip":
+        target = os.path.abspath(path)
+        if found == "csv" and not target.lower().endswith(".csv"):
+            target = "CSV:" + target  # GDAL only recognises CSV by its extension
+        return [Dataset(target, original_name, found)]
+    datasets = _open_zip(Path(path), original_name, size, limits)
+    if not datasets:
+        if original_name.lower().endswith(".kmz"):
+            raise InvalidUpload(f"{original_name} contains no .kml file, so it is not a "
+                                f"valid KMZ. Export it again from Google Earth or your GIS.")
+        raise InvalidUpload(f"{original_name} contains no map layer we can read. Upload "
+                            f"{ACCEPTED}; a shapefile zip needs the .shp, .shx and .dbf files.")
+    return datasets
+
+
+def _bomb(shown: str, detail: str) -> InvalidUpload:
+    return InvalidUpload(f"{shown} looks like a zip bomb: {detail}. It was refused to protect "
+                         f"the server; if the data is genuine, split it into smaller uploads.")
+
+
+def _normalise(name: str) -> str:
+    """A member name as GDAL's /vsizip/ sees it: forward slashes, no "." or empty parts."""
+    return "/".join(p for p in name.replace("\\", "/").split("/") if p not in ("", "."))
+
+
+def _display(info: zipfile.ZipInfo) -> str:
+    """The member name for people: unflagged UTF-8 names come out of zipfile/GDAL as CP437."""
+    name = info.filename
+    if not info.flag_bits & 0x800 and not name.isascii():
+        with contextlib.suppress(UnicodeError):
+            name = name.encode("cp437").decode("utf-8")
+    return _normalise(name)
+
+
+def _check_member(info: zipfile.ZipInfo, shown: str, limits: UploadLimits) -> bool:
+    """Refuse a hostile member; True if it may hold data (not a folder or Mac debris)."""
+    raw = info.filename
+    parts = raw.replace("\\", "/").split("/")
+    if raw.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", raw) or ".." in parts:
+        raise InvalidUpload(f"{shown} contains an unsafe file name ({raw!r}) that points outside "
+                            f"the archive, a trick of malicious zips. Re-create the zip.")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise InvalidUpload(f"{shown} contains a symbolic link ({raw!r}). Links are not "
+                            f"accepted: zip the real files instead.")
+    if raw.endswith(("/", "\\")) or parts[0] == "__MACOSX" or parts[-1].startswith("._"):
+        return False
+    if info.flag_bits & 0x1:
+        raise InvalidUpload(f"{shown} is password-protected ({raw!r} is encrypted). "
+                            f"Upload an archive without a password.")
+    if raw.lower().endswith(NESTED):
+        raise InvalidUpload(f"{shown} contains another archive ({raw!r}). Archives inside "
+                            f"archives are not accepted: unzip it and upload them separately.")
+    _check_size(shown, _display(info), info.file_size, info.compress_size, 0, limits)
+    return True
+
+
+def _check_size(shown: str, what: str, size: int, packed: int, before: int,
+                limits: UploadLimits) -> None:
+    """Refuse a member (or a whole archive) that unpacks too big or too suspiciously well."""
+    if before + size > limits.max_uncompressed_bytes:
+        raise _bomb(shown, f"{what} would unpack to more than the "
+                           f"{_size(limits.max_uncompressed_bytes)} limit")
+    if size > RATIO_FLOOR and size > limits.max_ratio * max(packed, 1):
+        raise _bomb(shown, f"{what} unpacks from {_size(packed)} to {_size(size)}, "
+                           f"{size / max(packed, 1):,.0f} times its size")
+
+
+def _check_overlap(infos: list[zipfile.ZipInfo], shown: str) -> None:
+    """Refuse members that share compressed bytes: the "overlapping files" zip bomb."""
+    spans = sorted((i.header_offset, i.header_offset + 30 + i.compress_size) for i in infos)
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        if start < end:
+            raise _bomb(shown, "several files share the same compressed data")
+
+
+def _stream(zf: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str, before: int,
+            archive_size: int, limits: UploadLimits) -> tuple[bytes, int]:
+    """Decompress a member to count its real size (headers lie) and check its CRC."""
+    head, size = b"", 0
+    with zf.open(info) as member:
+        while chunk := member.read(MIB):
+            head, size = head or chunk[:HEAD], size + len(chunk)
+            _check_size(shown, _display(info), size, info.compress_size, before, limits)
+            _check_size(shown, "the archive", before + size, archive_size, 0, limits)
+    return head, size
+
+
+def _open_zip(path: Path, shown: str, size: int, limits: UploadLimits) -> list[Dataset]:
+    """Vet every member of a zip without extracting it, then list its datasets."""
+    members: dict[str, tuple[str, bytes]] = {}  # GDAL name -> (display name, first bytes)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            if len(infos) > limits.max_members:
+                raise InvalidUpload(f"{shown} contains too many files ({len(infos):,}, limit "
+                                    f"{limits.max_members:,}). Split it into smaller zips.")
+            data = [info for info in infos if _check_member(info, shown, limits)]
+            declared = sum(info.file_size for info in data)
+            _check_size(shown, "the archive", declared, size, 0, limits)
+            _check_overlap(infos, shown)
+            total = 0
+            for info in data:
+                name = _normalise(info.filename)
+                if name in members:
+                    raise InvalidUpload(f"{shown} contains {name!r} twice. Re-create the zip "
+                                        f"so that each file appears once.")
+                head, real = _stream(zf, info, shown, total, size, limits)
+                members[name] = (_display(info), head)
+                total += real
+    except NotImplementedError as exc:
+        raise InvalidUpload(f"{shown} uses a compression method we cannot read. Re-create it "
+                            f"as a standard zip (e.g. Windows 'Compressed folder').") from exc
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as exc:
+        raise InvalidUpload(f"{shown}: {DAMAGED}") from exc
+    return _datasets(path, shown, members)
+
+
+def _vsizip(archive: Path) -> str:
+    """The /vsizip/ prefix; braces when GDAL could not tell where the archive path ends."""
+    absolute = os.path.abspath(archive)
+    lower = absolute.lower()
+    if lower.endswith((".zip", ".kmz")) and not re.search(r"\.(zip|kmz)/|[{}]", lower):
+        return f"/vsizip/{absolute}/"
+    return f"/vsizip/{{{absolute}}}/"
+
+
+def _sidecar(names: dict[str, object], stem: str, suffix: str) -> str | None:
+    """A shapefile's sidecar as GDAL finds it: same stem, extension all lower or upper case."""
+    return next((n for n in (stem + suffix, stem + suffix.upper()) if n in names), None)
+
+
+def _datasets(path: Path, shown: str, members: dict[str, tuple[str, bytes]]) -> list[Dataset]:
+    """The datasets of a vetted archive, refusing shapefiles with missing parts."""
+    base, out = _vsizip(path), []
+    lowered = {name.lower(): display for name, (display, _) in members.items()}
+    for name, (display, head) in members.items():
+        stem, ext = posixpath.splitext(name)
+        fmt = MEMBER_FORMATS.get(ext.lower())
+        if fmt is None:
+            continue
+        if _detect(head) != ("shp" if fmt == "shapefile" else fmt):
+            if ext.lower() == ".json":
+                continue  # plain JSON (metadata, styles) rather than a layer
+            raise InvalidUpload(f"{display} inside {shown} is not a {LABELS[fmt]}: it has the "
+                                f"wrong extension or is damaged. Remove or replace it.")
+        sidecars: tuple[str, ...] = ()
+        if fmt == "shapefile":
+            found = {s: _sidecar(members, stem, s) for s in SIDECARS}
+            for need in (".shx", ".dbf"):
+                if found[need] is None:
+                    wanted = posixpath.basename(stem) + need
+                    near = lowered.get((stem + need).lower())
+                    hint = f" ({near} is there, but its name must match exactly, with an " \
+                        "all-lowercase or all-uppercase extension: rename it.)" if near else ""
+                    raise InvalidUpload(f"{display} has no {wanted}: shapefiles need .shp, .shx "
+                                        f"and .dbf together. Add it to the zip.{hint}")
+            sidecars = tuple(s for s in SIDECARS if found[s])
+        out.append(Dataset(base + name, display, fmt, sidecars))
+    return out
+
+
+def read_member_bytes(dataset: Dataset, suffix: str, limit: int = 1 << 20) -> bytes | None:
+    """A small sidecar (".prj", ".cpg") inside the zip or beside the file, None if absent;
+    at most ``limit`` bytes, since it is untrusted input too."""
+    path = dataset.path.removeprefix("CSV:")
+    if not path.startswith("/vsizip/"):
+        stem = os.path.splitext(path)[0]
+        for candidate in (stem + suffix.lower(), stem + suffix.upper()):
+            if os.path.isfile(candidate):
+                with open(candidate, "rb") as file:
+                    return file.read(limit)
+        return None
+    rest = path.removeprefix("/vsizip/")  # undo _vsizip: braces, or the first .zip/ .kmz/
+    if rest.startswith("{"):
+        archive, _, member = rest[1:].partition("}/")
+    else:
+        end = re.search(r"\.(zip|kmz)/", rest, re.IGNORECASE)
+        archive, member = (rest[: end.end() - 1], rest[end.end() :]) if end else (rest, "")
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            infos = {_normalise(i.filename): i for i in zf.infolist()}
+            name = _sidecar(infos, posixpath.splitext(member)[0], suffix.lower())
+            if name is None:
+                return None
+            with zf.open(infos[name]) as file:
+                return file.read(limit)
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as exc:
+        raise InvalidUpload(f"{dataset.name}: {DAMAGED}") from exc

@@ -1,0 +1,49 @@
+"""Guesses for mapping an imported file's columns onto a kind's fields.
+
+Agencies name columns in Vietnamese without diacritics (``TEN``, ``PHUONG``); the keys
+here are the normalised column keys of ``validate.field_name``. A guess is only a
+starting point the planner sees and can change.
+"""
+
+from __future__ import annotations
+
+from ..kinds import get_kind
+
+ALIASES: dict[str, tuple[str, ...]] = {
+    "name": ("ten", "ten_diem", "ten_co_so", "ten_mo_hinh", "ten_dv", "tendiem"),
+    "code": ("ma", "ma_dvhc", "ma_phuong", "maxa", "ma_xa"),
+    "ward": ("phuong", "phuong_xa", "xa_phuong", "ten_phuong", "dia_ban", "ma_phuong"),
+    "status": ("trang_thai", "tinh_trang"),
+    "category": ("loai", "loai_o_nhiem", "phan_loai"),
+    "severity": ("muc_do", "cap_do"),
+    "reported_at": ("ngay", "ngay_phat_hien", "ngay_tiep_nhan", "ngay_bao_cao"),
+    "resolved_at": ("ngay_xu_ly", "ngay_hoan_thanh"),
+    "description": ("mo_ta", "noi_dung", "ghi_chu"),
+    "source": ("nguon", "nguon_tin"),
+    "type": ("loai", "loai_diem", "phan_loai"),
+    "schedule": ("lich", "lich_thu_gom", "thoi_gian"),
+    "capacity": ("suc_chua", "khoi_luong", "dung_tich"),
+    "operator": ("don_vi", "don_vi_thu_gom", "don_vi_quan_ly"),
+    "model_type": ("loai_mo_hinh", "loai"),
+    "since_year": ("nam", "nam_thanh_lap", "nam_bat_dau"),
+    "households": ("so_ho", "ho_tham_gia"),
+    "partner": ("to_chuc", "don_vi_phoi_hop", "doi_tac"),
+    "religion": ("ton_giao",),
+    "in_model": ("tham_gia", "tham_gia_mo_hinh"),
+    "population": ("dan_so", "so_dan"),
+}
+
+
+def guess_mapping(kind: str, columns: list[str]) -> dict[str, str]:
+    """Kind field → source column, for the fields a column obviously matches."""
+    if kind == "generic":
+        return {}
+    available = list(columns)
+    guess: dict[str, str] = {}
+    for f in get_kind(kind).fields:
+        for candidate in (f.name, *ALIASES.get(f.name, ())):
+            if candidate in available:
+                guess[f.name] = candidate
+                available.remove(candidate)
+                break
+    return guess
