@@ -1,9 +1,7 @@
-"""Open agencies' uploads safely: trust the bytes, not the name, and never extract a zip.
+"""Uploads are hostile until proven otherwise: trust the bytes, not the name; never extract.
 
-Uploads are hostile until proven otherwise: the format is sniffed from the content, zips are
-vetted member by member (slip, links, bombs, nesting, passwords, damage) and then read in
-place by GDAL through ``/vsizip/``, so nothing an archive names is ever written to disk.
-"""
+Zips are vetted member by member (slip, links, bombs, nesting, passwords, damage), then read
+in place by GDAL through ``/vsizip/``, so nothing an archive names is ever written to disk."""
 
 from __future__ import annotations
 
@@ -22,10 +20,9 @@ from layers.errors import InvalidUpload
 MIB = 1 << 20
 HEAD = 64 * 1024  # enough of a file to recognise it
 RATIO_FLOOR = MIB  # tiny files compress absurdly well: ratios only matter above this size
-EXTENSIONS = {".zip": "zip", ".kmz": "zip", ".gpkg": "gpkg", ".geojson": "geojson",
-              ".json": "geojson", ".kml": "kml", ".csv": "csv", ".shp": "shp"}
 MEMBER_FORMATS = {".shp": "shapefile", ".gpkg": "gpkg", ".geojson": "geojson",
                   ".json": "geojson", ".kml": "kml", ".csv": "csv"}
+EXTENSIONS = {**MEMBER_FORMATS, ".shp": "shp", ".zip": "zip", ".kmz": "zip"}  # of a whole upload
 NESTED = (".zip", ".kmz", ".gz", ".tgz", ".tar", ".7z", ".rar", ".bz2", ".xz")
 SIDECARS = (".prj", ".cpg", ".dbf", ".shx")
 LABELS = {"zip": "zip archive", "gpkg": "GeoPackage", "geojson": "GeoJSON file", "kml": "KML file",
@@ -33,7 +30,6 @@ LABELS = {"zip": "zip archive", "gpkg": "GeoPackage", "geojson": "GeoJSON file",
 ACCEPTED = "a zipped shapefile (.zip), a GeoPackage (.gpkg), GeoJSON, KML/KMZ or CSV"
 GEOJSON = re.compile(r'"type"\s*:\s*"(?:FeatureCollection|Feature)"|"features"\s*:\s*\[')
 KML = re.compile(r"<(?:\w+:)?kml[\s>/]")
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 DAMAGED = "the archive is damaged or incomplete. Upload it again, or ask for a new zip."
 
 
@@ -47,9 +43,6 @@ class UploadLimits:
     max_ratio: float = 200.0  # uncompressed / compressed, per member and overall
 
 
-DEFAULT_LIMITS = UploadLimits()
-
-
 @dataclass(frozen=True)
 class Dataset:
     """One readable dataset of an upload, addressed the way pyogrio/GDAL wants it."""
@@ -58,11 +51,13 @@ class Dataset:
     name: str  # human name: member path inside the archive, or the uploaded file name
     format: str  # "shapefile" | "gpkg" | "geojson" | "kml" | "csv"
     sidecars: tuple[str, ...] = ()  # shapefiles: which of .prj .cpg .dbf .shx are present
+    layer: str | None = None  # the layer inside a multi-layer source (GeoPackage)
 
 
 def _size(n: float) -> str:
-    """A size a planner can read ("48.83 MB", "2 GB")."""
-    return f"{n / (1 << 30):.4g} GB" if n >= 1 << 30 else f"{n / MIB:.4g} MB"
+    """A size a planner can read ("48.8 KB", "200 MB", "2 GB")."""
+    unit, scale = ("GB", 1 << 30) if n >= 1 << 30 else ("MB", MIB) if n >= MIB else ("KB", 1024)
+    return f"{n / scale:,.1f}".removesuffix(".0") + f" {unit}"
 
 
 def _detect(head: bytes) -> str | None:
@@ -82,7 +77,7 @@ def _detect(head: bytes) -> str | None:
     if text.startswith("<"):
         return "kml" if KML.search(text) else None
     first = text.partition("\n")[0].strip()
-    return "csv" if first and not CONTROL.search(first) else None
+    return "csv" if first and not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", first) else None
 
 
 def sniff_format(path: Path, name: str | None = None) -> str:
@@ -104,7 +99,7 @@ def sniff_format(path: Path, name: str | None = None) -> str:
     return found
 
 
-def open_upload(path: Path, original_name: str, limits: UploadLimits = DEFAULT_LIMITS
+def open_upload(path: Path, original_name: str, limits: UploadLimits = UploadLimits()
                 ) -> list[Dataset]:
     """Prove an upload safe to hand to GDAL, then list the datasets it holds."""
     size = os.stat(path).st_size
@@ -124,11 +119,9 @@ def open_upload(path: Path, original_name: str, limits: UploadLimits = DEFAULT_L
         return [Dataset(target, original_name, found)]
     datasets = _open_zip(Path(path), original_name, size, limits)
     if not datasets:
-        if original_name.lower().endswith(".kmz"):
-            raise InvalidUpload(f"{original_name} contains no .kml file, so it is not a "
-                                f"valid KMZ. Export it again from Google Earth or your GIS.")
-        raise InvalidUpload(f"{original_name} contains no map layer we can read. Upload "
-                            f"{ACCEPTED}; a shapefile zip needs the .shp, .shx and .dbf files.")
+        kmz = original_name.lower().endswith(".kmz")
+        raise InvalidUpload(f"{original_name} contains no {'.kml file' if kmz else 'map layer'} we "
+                            f"can read. Upload {ACCEPTED} (a shapefile needs .shp, .shx and .dbf).")
     return datasets
 
 
@@ -138,8 +131,8 @@ def _bomb(shown: str, detail: str) -> InvalidUpload:
 
 
 def _normalise(name: str) -> str:
-    """A member name as GDAL's /vsizip/ sees it: forward slashes, no "." or empty parts."""
-    return "/".join(p for p in name.replace("\\", "/").split("/") if p not in ("", "."))
+    """A member name as GDAL's /vsizip/ sees it: forward slashes, one leading "./" dropped."""
+    return name.replace("\\", "/").removeprefix("./")
 
 
 def _display(info: zipfile.ZipInfo) -> str:
@@ -154,10 +147,10 @@ def _display(info: zipfile.ZipInfo) -> str:
 def _check_member(info: zipfile.ZipInfo, shown: str, limits: UploadLimits) -> bool:
     """Refuse a hostile member; True if it may hold data (not a folder or Mac debris)."""
     raw = info.filename
-    parts = raw.replace("\\", "/").split("/")
-    if raw.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", raw) or ".." in parts:
-        raise InvalidUpload(f"{shown} contains an unsafe file name ({raw!r}) that points outside "
-                            f"the archive, a trick of malicious zips. Re-create the zip.")
+    parts = _normalise(raw).removesuffix("/").split("/")  # "", "." parts: absolute or odd
+    if re.match(r"[A-Za-z]:", raw) or {"..", ".", ""} & set(parts):
+        raise InvalidUpload(f"{shown} contains an unsafe file name ({raw!r}) that could point "
+                            f"outside the archive, a trick of malicious zips. Re-create the zip.")
     if stat.S_ISLNK(info.external_attr >> 16):
         raise InvalidUpload(f"{shown} contains a symbolic link ({raw!r}). Links are not "
                             f"accepted: zip the real files instead.")
@@ -187,9 +180,8 @@ def _check_size(shown: str, what: str, size: int, packed: int, before: int,
 def _check_overlap(infos: list[zipfile.ZipInfo], shown: str) -> None:
     """Refuse members that share compressed bytes: the "overlapping files" zip bomb."""
     spans = sorted((i.header_offset, i.header_offset + 30 + i.compress_size) for i in infos)
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
-        if start < end:
-            raise _bomb(shown, "several files share the same compressed data")
+    if any(start < end for (_, end), (start, _) in zip(spans, spans[1:], strict=False)):
+        raise _bomb(shown, "several files share the same compressed data")
 
 
 def _stream(zf: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str, before: int,
@@ -198,7 +190,7 @@ def _stream(zf: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str, before: int,
     head, size = b"", 0
     with zf.open(info) as member:
         while chunk := member.read(MIB):
-            head, size = head or chunk[:HEAD], size + len(chunk)
+            head, size = head or chunk[: HEAD // 8], size + len(chunk)  # 2000 x 8 KB at most
             _check_size(shown, _display(info), size, info.compress_size, before, limits)
             _check_size(shown, "the archive", before + size, archive_size, 0, limits)
     return head, size
@@ -214,8 +206,7 @@ def _open_zip(path: Path, shown: str, size: int, limits: UploadLimits) -> list[D
                 raise InvalidUpload(f"{shown} contains too many files ({len(infos):,}, limit "
                                     f"{limits.max_members:,}). Split it into smaller zips.")
             data = [info for info in infos if _check_member(info, shown, limits)]
-            declared = sum(info.file_size for info in data)
-            _check_size(shown, "the archive", declared, size, 0, limits)
+            _check_size(shown, "the archive", sum(i.file_size for i in data), size, 0, limits)
             _check_overlap(infos, shown)
             total = 0
             for info in data:
@@ -238,7 +229,7 @@ def _vsizip(archive: Path) -> str:
     """The /vsizip/ prefix; braces when GDAL could not tell where the archive path ends."""
     absolute = os.path.abspath(archive)
     lower = absolute.lower()
-    if lower.endswith((".zip", ".kmz")) and not re.search(r"\.(zip|kmz)/|[{}]", lower):
+    if lower.endswith((".zip", ".kmz")) and not re.search(r"\.(zip|kmz)/", lower):
         return f"/vsizip/{absolute}/"
     return f"/vsizip/{{{absolute}}}/"
 
@@ -257,6 +248,9 @@ def _datasets(path: Path, shown: str, members: dict[str, tuple[str, bytes]]) -> 
         fmt = MEMBER_FORMATS.get(ext.lower())
         if fmt is None:
             continue
+        if fmt == "shapefile" and ext not in (".shp", ".SHP"):  # GDAL would not find its parts
+            raise InvalidUpload(f"{display} inside {shown}: rename it with .shp or .SHP (and its "
+                                f".shx, .dbf, .prj the same way) so that GIS software finds them.")
         if _detect(head) != ("shp" if fmt == "shapefile" else fmt):
             if ext.lower() == ".json":
                 continue  # plain JSON (metadata, styles) rather than a layer
@@ -267,10 +261,9 @@ def _datasets(path: Path, shown: str, members: dict[str, tuple[str, bytes]]) -> 
             found = {s: _sidecar(members, stem, s) for s in SIDECARS}
             for need in (".shx", ".dbf"):
                 if found[need] is None:
-                    wanted = posixpath.basename(stem) + need
+                    wanted = posixpath.basename(stem) + (need.upper() if ext.isupper() else need)
                     near = lowered.get((stem + need).lower())
-                    hint = f" ({near} is there, but its name must match exactly, with an " \
-                        "all-lowercase or all-uppercase extension: rename it.)" if near else ""
+                    hint = f" ({near} is there: rename it to exactly {wanted}.)" if near else ""
                     raise InvalidUpload(f"{display} has no {wanted}: shapefiles need .shp, .shx "
                                         f"and .dbf together. Add it to the zip.{hint}")
             sidecars = tuple(s for s in SIDECARS if found[s])
@@ -279,8 +272,8 @@ def _datasets(path: Path, shown: str, members: dict[str, tuple[str, bytes]]) -> 
 
 
 def read_member_bytes(dataset: Dataset, suffix: str, limit: int = 1 << 20) -> bytes | None:
-    """A small sidecar (".prj", ".cpg") inside the zip or beside the file, None if absent;
-    at most ``limit`` bytes, since it is untrusted input too."""
+    """A small sidecar (".prj", ".cpg") in the zip or beside the file, None if absent; at most
+    ``limit`` bytes, since it is untrusted input too."""
     path = dataset.path.removeprefix("CSV:")
     if not path.startswith("/vsizip/"):
         stem = os.path.splitext(path)[0]

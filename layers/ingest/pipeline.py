@@ -25,7 +25,7 @@ from ..text import nfc
 from .archive import Dataset, UploadLimits, open_upload, read_member_bytes
 from .crs import CrsCandidate, CrsDiagnosis, diagnose_crs, transformer_to_wgs84
 from .encoding import EncodingGuess, decode, detect_encoding, encoding_from_cpg
-from .read import read_dataset
+from .read import expand_layers, read_dataset
 from .validate import GeometryReport, clean_geometries, infer_fields, outside_count
 
 DEFAULT_CITY_BOUNDS = (106.755, 11.461, 106.933, 11.577)
@@ -113,17 +113,35 @@ def _text_samples(frame: gpd.GeoDataFrame, limit: int = 5000) -> list[bytes]:
     return samples[:limit]
 
 
-def _settle_encoding(upload: Path, ds: Dataset, frame: gpd.GeoDataFrame,
-                     override: str | None) -> tuple[str, EncodingGuess | None, str]:
-    """Planner's choice, else the .cpg, else detection from the bytes themselves."""
-    guess = detect_encoding(_text_samples(frame))
+def _settle_encoding(ds: Dataset, frame: gpd.GeoDataFrame, override: str | None
+                     ) -> tuple[str, EncodingGuess, str, list[str]]:
+    """Planner's choice, else the .cpg, else detection from the bytes themselves.
+
+    A .cpg that the bytes contradict is reported; one they cannot even be decoded with is
+    overruled by the detector, since publishing mojibake would lose the names.
+    """
+    samples = _text_samples(frame)
+    guess = detect_encoding(samples)
     if override:
-        return override, guess, "user"
+        return override, guess, "user", []
     cpg = read_member_bytes(ds, ".cpg")
     declared = encoding_from_cpg(cpg.decode("ascii", "replace")) if cpg else None
-    if declared:
-        return declared, guess, "cpg"
-    return guess.encoding, guess, "detected"
+    if not declared:
+        return guess.encoding, guess, "detected", []
+    try:
+        for sample in samples:
+            decode(sample, declared)
+    except InvalidUpload:
+        return guess.encoding, guess, "detected", [
+            f"The .cpg says {declared} but the text cannot be read that way; it was read as "
+            f"{guess.encoding} instead: check the names in the preview"
+        ]
+    if guess.encoding != declared and guess.confidence >= 0.8:
+        return declared, guess, "cpg", [
+            f"The .cpg says {declared} but the text looks like {guess.encoding}: check the "
+            "names in the preview and change the encoding if they look wrong"
+        ]
+    return declared, guess, "cpg", []
 
 
 def _user_crs(epsg: int) -> CrsDiagnosis:
@@ -159,20 +177,16 @@ def preview_upload(
     city_bounds: tuple[float, float, float, float] = DEFAULT_CITY_BOUNDS,
 ) -> Preview:
     """Read an upload and report what it holds; stores nothing."""
-    datasets = open_upload(path, original_name, limits or UploadLimits())
+    datasets = expand_layers(open_upload(path, original_name, limits or UploadLimits()))
     ds = _choose(datasets, options.dataset)
-    raw = read_dataset(path, ds, csv_x=options.csv_x, csv_y=options.csv_y)
+    raw = read_dataset(ds, csv_x=options.csv_x, csv_y=options.csv_y)
     frame = raw.frame
     warnings: list[str] = []
     encoding, guess, encoding_source = "utf-8", None, "format"
     if raw.raw_text:
-        encoding, guess, encoding_source = _settle_encoding(path, ds, frame, options.encoding)
+        encoding, guess, encoding_source, notes = _settle_encoding(ds, frame, options.encoding)
         frame = _decode_text(frame, encoding)
-        if encoding_source == "cpg" and guess and guess.encoding != encoding:
-            warnings.append(
-                f"The .cpg says {encoding} but the text looks like {guess.encoding}: check the "
-                "names in the preview and change the encoding if they look wrong"
-            )
+        warnings += notes
     frame, geometry = clean_geometries(frame)
     if frame.empty:
         raise InvalidUpload(f"{ds.name} has no feature with a geometry")

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
+import posixpath
 import re
-import zipfile
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import geopandas as gpd
 import pandas as pd
@@ -21,7 +20,7 @@ import pyogrio
 from pyogrio.errors import DataLayerError, DataSourceError
 
 from ..errors import InvalidUpload
-from .archive import Dataset
+from .archive import Dataset, read_member_bytes
 
 LON_NAMES = ("lon", "lng", "long", "longitude", "kinh_do", "kinhdo", "x", "easting", "toa_do_x")
 LAT_NAMES = ("lat", "latitude", "vi_do", "vido", "y", "northing", "toa_do_y")
@@ -37,14 +36,12 @@ class RawData:
     raw_text: bool
 
 
-def dataset_bytes(upload: Path, ds: Dataset, limit: int) -> bytes:
+def dataset_bytes(ds: Dataset, limit: int) -> bytes:
     """The bytes of a dataset's main file, inside the zip or not, refusing more than ``limit``."""
-    prefix = f"/vsizip/{upload}/"
-    if ds.path.startswith(prefix):
-        with zipfile.ZipFile(upload) as archive, archive.open(ds.path[len(prefix):]) as member:
-            data = member.read(limit + 1)
+    if ds.path.startswith("/vsizip/"):
+        data = read_member_bytes(ds, posixpath.splitext(ds.path)[1], limit + 1) or b""
     else:
-        with open(ds.path, "rb") as handle:
+        with open(ds.path.removeprefix("CSV:"), "rb") as handle:
             data = handle.read(limit + 1)
     if len(data) > limit:
         raise InvalidUpload(f"{ds.name} is larger than {limit // 2**20} MB")
@@ -113,7 +110,7 @@ def read_csv(data: bytes, name: str, x: str | None = None, y: str | None = None)
             f"coordinates); its columns are {', '.join(columns)}"
         )
     xs, ys = table[x_col].map(_number), table[y_col].map(_number)
-    bad = [i + 2 for i in range(len(table)) if xs.iloc[i] is None or ys.iloc[i] is None]
+    bad = [i + 2 for i in range(len(table)) if pd.isna(xs.iloc[i]) or pd.isna(ys.iloc[i])]
     if bad:
         rows = ", ".join(map(str, bad[:5])) + (" …" if len(bad) > 5 else "")
         raise InvalidUpload(
@@ -126,13 +123,31 @@ def read_csv(data: bytes, name: str, x: str | None = None, y: str | None = None)
     return RawData(frame, None, True)
 
 
-def read_dataset(upload: Path, ds: Dataset, *, csv_x: str | None = None,
+def expand_layers(datasets: list[Dataset]) -> list[Dataset]:
+    """One dataset per layer of a GeoPackage, so the planner can choose the layer."""
+    out: list[Dataset] = []
+    for ds in datasets:
+        if ds.format != "gpkg":
+            out.append(ds)
+            continue
+        try:
+            names = [str(row[0]) for row in pyogrio.list_layers(ds.path)]
+        except (DataSourceError, OSError, ValueError, RuntimeError) as exc:
+            raise InvalidUpload(f"{ds.name} is not a readable GeoPackage: {exc}") from None
+        if not names:
+            raise InvalidUpload(f"{ds.name} contains no layer")
+        out += [replace(ds, name=f"{ds.name} › {n}" if len(names) > 1 else ds.name, layer=n)
+                for n in names]
+    return out
+
+
+def read_dataset(ds: Dataset, *, csv_x: str | None = None,
                  csv_y: str | None = None) -> RawData:
     """Read ``ds`` safely; an unreadable or empty dataset is an InvalidUpload."""
     if ds.format == "kml":
-        refuse_xml_entities(dataset_bytes(upload, ds, MAX_CSV_BYTES), ds.name)
+        refuse_xml_entities(dataset_bytes(ds, MAX_CSV_BYTES), ds.name)
     if ds.format == "csv":
-        raw = read_csv(dataset_bytes(upload, ds, MAX_CSV_BYTES), ds.name, csv_x, csv_y)
+        raw = read_csv(dataset_bytes(ds, MAX_CSV_BYTES), ds.name, csv_x, csv_y)
     else:
         raw = read_vector(ds)
     if raw.frame.empty:
