@@ -1,4 +1,4 @@
-"""Commands registered on the app: ``gis-service sample``, ``init`` and ``users``."""
+"""Commands registered on the app: ``gis-service sample``, ``init``, ``users``, ``layers``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from layers.sample import ILLUSTRATIVE_NOTE_EN, load_sample
 from layers.store.base import ROLES
 
 from .auth import create_account
+from .layer_commands import layers_group
 from .store_access import get_store
 
 
@@ -77,5 +78,5 @@ def users_list() -> None:
 
 
 def init_app(app: Flask) -> None:
-    for command in (sample_command, init_command, users):
+    for command in (sample_command, init_command, users, layers_group):
         app.cli.add_command(command)

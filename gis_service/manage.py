@@ -7,8 +7,6 @@ CLI and the API.
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import (
     Blueprint,
     current_app,
@@ -23,17 +21,17 @@ from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
-from layers.ingest.encoding import ENCODINGS, LABELS
 
 from layers.errors import GisError, InvalidUpload
-from layers.ingest.archive import UploadLimits
+from layers.ingest.encoding import ENCODINGS, LABELS
 from layers.ingest.mapping import guess_mapping
-from layers.ingest.pipeline import Preview, PublishSpec, ReadOptions, preview_upload, publish
+from layers.ingest.pipeline import Preview, PublishSpec, ReadOptions, publish
 from layers.ingest.validate import field_name
 from layers.kinds import KINDS
 from layers.store import Layer
 
 from .auth import require_role
+from .importing import preview_json, read_options, run_preview
 from .inspector import map_messages
 from .map_builder import MapLayer, MapSettings, build_map, render_parts
 from .security import csp_nonce
@@ -47,40 +45,6 @@ api_bp = Blueprint("manage_api", __name__, url_prefix="/api/layers")
 api_bp.before_request(require_role("planner", "admin"))
 
 PREVIEW_MAP_FEATURES = 2000
-
-
-def limits() -> UploadLimits:
-    return UploadLimits(max_upload_bytes=current_app.config["MAX_CONTENT_LENGTH"])
-
-
-def _int_arg(args: dict[str, str], name: str) -> int | None:
-    value = (args.get(name) or "").strip().removeprefix("EPSG:").removeprefix("epsg:")
-    if not value:
-        return None
-    if not value.isdigit():
-        raise InvalidUpload(f"{name} must be an EPSG code such as 9212")
-    return int(value)
-
-
-def read_options(args: dict[str, str]) -> ReadOptions:
-    """The planner's overrides, from the preview form or the API."""
-    encoding = args.get("encoding") or None
-    if encoding and encoding not in ENCODINGS:
-        raise InvalidUpload(f"encoding must be one of {', '.join(ENCODINGS)}")
-    return ReadOptions(
-        dataset=args.get("dataset") or None,
-        crs_epsg=_int_arg(args, "crs"),
-        encoding=encoding,
-        csv_x=args.get("csv_x") or None,
-        csv_y=args.get("csv_y") or None,
-    )
-
-
-def run_preview(path: Any, name: str, options: ReadOptions) -> Preview:
-    config = current_app.config
-    return preview_upload(path, name, options, limits=limits(),
-                          default_epsg=config["DEFAULT_EPSG"],
-                          city_bounds=tuple(config["CITY_BOUNDS"]))
 
 
 def option_args(options: ReadOptions) -> dict[str, str]:
@@ -243,28 +207,3 @@ def api_import() -> ResponseReturnValue:
     finally:
         discard_upload(pending)
     return jsonify({**layer.to_dict(), "features": preview.feature_count}), 201
-
-
-def preview_json(preview: Preview) -> dict[str, Any]:
-    """The preview as data: what the pipeline understood and how sure it is."""
-    crs = preview.crs
-    return {
-        "dataset": preview.dataset.name,
-        "datasets": [d.name for d in preview.datasets],
-        "format": preview.dataset.format,
-        "feature_count": preview.feature_count,
-        "geometry_type": preview.geometry.geometry_type,
-        "crs": {"epsg": crs.epsg, "source": crs.source, "confidence": crs.confidence,
-                "needs_confirmation": crs.needs_confirmation,
-                "candidates": [{"epsg": c.epsg, "name": c.name, "confidence": c.confidence,
-                                "reason": c.reason} for c in crs.candidates]},
-        "encoding": None if preview.encoding is None else {
-            "encoding": preview.encoding.encoding, "confidence": preview.encoding.confidence,
-            "evidence": preview.encoding.evidence, "source": preview.encoding_source},
-        "fields": [f.to_dict() for f in preview.fields],
-        "rows": preview.rows(),
-        "warnings": preview.warnings,
-        "repaired": preview.geometry.repaired,
-        "dropped_empty": preview.geometry.dropped_empty,
-        "outside": preview.outside,
-    }

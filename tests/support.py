@@ -17,9 +17,8 @@ PASSWORDS = {"admin": "admin-pass-1", "planner": "planner-pass-1", "inspector": 
 
 def make_app(db: Path, **overrides: object) -> Flask:
     """An app on ``db`` with the sample city and one account per role."""
-    app = create_app(
-        {"TESTING": True, "DATABASE": str(db), "SECRET_KEY": "test-secret", **overrides}
-    )
+    app = create_app({"TESTING": True, "DATABASE": str(db), "SECRET_KEY": "test-secret",
+                      "UPLOAD_DIR": str(db.parent / "uploads"), **overrides})
     store = app.extensions["gis_store"]
     load_sample(store)
     for role, password in PASSWORDS.items():
