@@ -1,5 +1,6 @@
 """The Store contract. Every store (the embedded SQLite one today) must pass these."""
 
+import sqlite3
 import threading
 import unicodedata
 
@@ -253,3 +254,12 @@ def test_a_failed_replacement_leaves_the_current_data(hotspots):
     assert hotspots.count_features("hotspots") == 1
     assert hotspots.get_layer("hotspots").data_version == 1
     assert len(hotspots.list_versions("hotspots")) == 1
+
+
+def test_a_store_written_by_a_newer_version_is_refused(tmp_path):
+    path = tmp_path / "new.sqlite"
+    SQLiteStore(path)
+    with sqlite3.connect(path) as con:
+        con.execute("PRAGMA user_version = 99")
+    with pytest.raises(RuntimeError, match="newer"):
+        SQLiteStore(path)

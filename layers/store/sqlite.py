@@ -42,6 +42,7 @@ from .base import (
     layer_fields,
 )
 
+SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
     id INTEGER PRIMARY KEY,
@@ -102,8 +103,23 @@ class SQLiteStore(Store):
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        # executescript manages its own transaction; the schema is idempotent.
-        self._con().executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Create the schema, or refuse a file written by a newer version of the software.
+
+        ``PRAGMA user_version`` records the schema version; later versions add their
+        upgrade steps here, keyed by the version they upgrade from.
+        """
+        con = self._con()
+        found = con.execute("PRAGMA user_version").fetchone()[0]
+        if found > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} was written by a newer gis_service (schema {found}); upgrade it"
+            )
+        if found < SCHEMA_VERSION:
+            # executescript manages its own transaction; the statements are idempotent.
+            con.executescript(SCHEMA + f"\nPRAGMA user_version = {SCHEMA_VERSION};")
 
     # -- connection and transactions -------------------------------------------------
     def _con(self) -> sqlite3.Connection:
