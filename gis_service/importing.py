@@ -63,7 +63,8 @@ def preview_json(preview: Preview) -> dict[str, Any]:
                                 "reason": c.reason} for c in crs.candidates]},
         "encoding": None if preview.encoding is None else {
             "encoding": preview.encoding.encoding, "confidence": preview.encoding.confidence,
-            "evidence": preview.encoding.evidence, "source": preview.encoding_source},
+            "evidence": preview.encoding.evidence, "source": preview.encoding_source,
+            "used": preview.text_encoding},
         "fields": [f.to_dict() for f in preview.fields],
         "rows": preview.rows(),
         "warnings": preview.warnings,

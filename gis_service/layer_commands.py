@@ -31,8 +31,8 @@ def _summary(data: dict) -> str:
               for c in crs["candidates"]]
     if data["encoding"]:
         enc = data["encoding"]
-        lines.append(f"Encoding: {enc['encoding']} ({enc['source']}, {enc['confidence']:.0%}): "
-                     f"{enc['evidence']}")
+        lines.append(f"Encoding: {enc['used']} ({enc['source']}); detector: {enc['encoding']} "
+                     f"({enc['confidence']:.0%}): {enc['evidence']}")
     lines.append("Fields: " + ", ".join(f"{f['name']} ({f['type']})" for f in data["fields"]))
     lines += [f"Warning: {w}" for w in data["warnings"]]
     return "\n".join(lines)

@@ -100,6 +100,16 @@ def preview_map(preview: Preview, token: str, options: ReadOptions) -> dict[str,
     return render_parts(build_map(layers, settings), csp_nonce())
 
 
+def crs_sources() -> dict[str, str]:
+    """How the CRS was settled, in words."""
+    return {
+        "declared": _("declared in the file"),
+        "declared-corrected": _("corrected from the file's declaration"),
+        "guessed": _("guessed from the coordinates"),
+        "user": _("chosen by you"),
+    }
+
+
 @bp.get("/")
 def index() -> ResponseReturnValue:
     store = get_store()
@@ -137,6 +147,8 @@ def render_preview(token: str, args: dict[str, str], form: dict[str, str] | None
         columns=columns,
         mapping=mapping,
         encodings=[(e, LABELS[e]) for e in ENCODINGS],
+        encoding_labels=LABELS,
+        crs_sources=crs_sources(),
         replaceable=[la for la in store.list_layers() if la.kind == kind],
         default_slug=field_name(stem, set()).replace("_", "-")[:40],
         default_title=stem,

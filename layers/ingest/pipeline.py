@@ -50,8 +50,9 @@ class Preview:
     datasets: list[Dataset]
     dataset: Dataset
     crs: CrsDiagnosis
-    encoding: EncodingGuess | None
-    encoding_source: str
+    encoding: EncodingGuess | None  # the detector's opinion, shown even when overruled
+    encoding_source: str  # "format", "cpg", "detected" or "user"
+    text_encoding: str  # the encoding the text was actually decoded with
     frame: gpd.GeoDataFrame
     fields: list[FieldDef]
     geometry: GeometryReport
@@ -218,8 +219,8 @@ def preview_upload(
         warnings.append(
             f"{outside} features lie far outside the city: check the coordinate system"
         )
-    return Preview(original_name, datasets, ds, crs, guess, encoding_source, frame, fields,
-                   geometry, outside, warnings)
+    return Preview(original_name, datasets, ds, crs, guess, encoding_source, encoding, frame,
+                   fields, geometry, outside, warnings)
 
 
 @dataclass(frozen=True)
