@@ -247,19 +247,20 @@ def test_missing_required_mapping_and_bad_values_store_nothing(tmp_path, store):
 def test_a_crash_half_way_through_an_import_leaves_no_trace(tmp_path, store, monkeypatch):
     preview = preview_upload(shapefile_zip(tmp_path), "diem_nong.zip")
     before = {la.slug: store.count_features(la.slug) for la in store.list_layers()}
-    original, calls = SQLiteStore._insert, []
+    original, calls = SQLiteStore._insert_batch, []
 
-    def failing_insert(*args, **kwargs):
+    def failing_batch(self, *args, **kwargs):
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == 2:  # the first batch is already written when the disk fills up
             raise OSError("disk full")
-        return original(*args, **kwargs)
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(SQLiteStore, "_insert", staticmethod(failing_insert))
+    monkeypatch.setattr(SQLiteStore, "BATCH", 2)
+    monkeypatch.setattr(SQLiteStore, "_insert_batch", failing_batch)
     with pytest.raises(OSError):
         publish(store, preview, PublishSpec("nhap", "Nhập", "hotspot", HOTSPOT_MAP))
     monkeypatch.undo()
-    assert len(calls) == 3
+    assert len(calls) == 2
     assert {la.slug: store.count_features(la.slug) for la in store.list_layers()} == before
 
 

@@ -263,3 +263,19 @@ def test_a_store_written_by_a_newer_version_is_refused(tmp_path):
         con.execute("PRAGMA user_version = 99")
     with pytest.raises(RuntimeError, match="newer"):
         SQLiteStore(path)
+
+
+def test_batched_writes_name_the_right_feature_and_stay_atomic(hotspots, monkeypatch):
+    monkeypatch.setattr(SQLiteStore, "BATCH", 3)
+    items = [(Point(106.85 + i / 1000, 11.52), hotspot(name=f"số {i}")) for i in range(8)]
+    items[6] = (Point(106.9, 11.5), hotspot(status="closed"))
+    with pytest.raises(InvalidFeature, match="Feature 7"):
+        hotspots.add_features("hotspots", items)
+    assert hotspots.count_features("hotspots") == 0
+    del items[6]
+    ids = hotspots.add_features("hotspots", items)
+    assert len(ids) == len(set(ids)) == 7
+    names = [hotspots.get_feature("hotspots", i).properties["name"] for i in ids]
+    assert names == [p["name"] for _, p in items]
+    assert hotspots.query_features("hotspots", FeatureQuery(bbox=(106.853, 11.5, 106.8545, 11.6))
+                                   ).matched == 2

@@ -37,6 +37,7 @@ from .base import (
     LayerVersion,
     Store,
     User,
+    check_geometries,
     check_geometry,
     check_slug,
     layer_fields,
@@ -232,6 +233,8 @@ class SQLiteStore(Store):
             con.execute("UPDATE layers SET updated_at = ? WHERE id = ?", (now, row["id"]))
         return ids
 
+    BATCH = 2000  # features checked and written per executemany
+
     def _insert_many(
         self,
         con: sqlite3.Connection,
@@ -239,16 +242,51 @@ class SQLiteStore(Store):
         items: Iterable[tuple[BaseGeometry, dict[str, Any]]],
         now: str,
     ) -> list[int]:
-        """Check and insert features inside the caller's transaction."""
+        """Check and insert features inside the caller's transaction, a batch at a time."""
         layer = self._to_layer(row)
         ids: list[int] = []
-        for n, (geom, props) in enumerate(items, start=1):
+        batch: list[tuple[BaseGeometry, dict[str, Any]]] = []
+        for item in items:
+            batch.append(item)
+            if len(batch) == self.BATCH:
+                ids += self._insert_batch(con, layer, row["id"], batch, len(ids) + 1, now)
+                batch = []
+        if batch:
+            ids += self._insert_batch(con, layer, row["id"], batch, len(ids) + 1, now)
+        return ids
+
+    def _insert_batch(
+        self,
+        con: sqlite3.Connection,
+        layer: Layer,
+        layer_id: int,
+        batch: list[tuple[BaseGeometry, dict[str, Any]]],
+        first: int,
+        now: str,
+    ) -> list[int]:
+        geoms = check_geometries(layer, [g for g, _ in batch], first)
+        props = []
+        for n, (_, p) in enumerate(batch, start=first):
             try:
-                check_geometry(layer, geom)
-                clean = clean_properties(layer.fields, props) if layer.fields else props
+                props.append(clean_properties(layer.fields, p) if layer.fields else p)
             except InvalidFeature as exc:
                 raise InvalidFeature(f"Feature {n}: {exc.message}") from None
-            ids.append(self._insert(con, row["id"], geom, clean, now))
+        # Ids are assigned here so the R*Tree rows can be written in the same batch; the
+        # write transaction is exclusive, so nobody else can take them meanwhile.
+        start = con.execute("SELECT coalesce(max(id), 0) + 1 FROM features").fetchone()[0]
+        ids = list(range(start, start + len(batch)))
+        wkb = shapely.to_wkb(geoms)
+        con.executemany(
+            "INSERT INTO features (id, layer_id, geom, props, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(i, layer_id, w, json.dumps(p, ensure_ascii=False), now, now)
+             for i, w, p in zip(ids, wkb, props, strict=True)],
+        )
+        bounds = shapely.bounds(geoms)
+        con.executemany(
+            "INSERT INTO features_rtree (id, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)",
+            [(i, b[0], b[2], b[1], b[3]) for i, b in zip(ids, bounds.tolist(), strict=True)],
+        )
         return ids
 
     @staticmethod
@@ -326,23 +364,6 @@ class SQLiteStore(Store):
             raise InvalidFeature(f"Layer {slug!r} has no version {data_version}")
         items = [(shapely.from_wkb(r["geom"]), json.loads(r["props"])) for r in archived]
         return self.replace_features(slug, items, note=f"restored from version {data_version}")
-
-    @staticmethod
-    def _insert(
-        con: sqlite3.Connection, layer_id: int, geom: BaseGeometry, props: dict, now: str
-    ) -> int:
-        cur = con.execute(
-            "INSERT INTO features (layer_id, geom, props, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (layer_id, shapely.to_wkb(geom), json.dumps(props, ensure_ascii=False), now, now),
-        )
-        fid = int(cur.lastrowid)
-        minx, miny, maxx, maxy = geom.bounds
-        con.execute(
-            "INSERT INTO features_rtree (id, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)",
-            (fid, minx, maxx, miny, maxy),
-        )
-        return fid
 
     @staticmethod
     def _where(layer_id: int, query: FeatureQuery) -> tuple[str, list[Any]]:
