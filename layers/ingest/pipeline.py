@@ -99,7 +99,9 @@ def _decode_text(frame: gpd.GeoDataFrame, encoding: str) -> gpd.GeoDataFrame:
     out = frame.copy()
     for column in out.columns:
         if column != geometry and pd.api.types.is_string_dtype(out[column]):
-            out[column] = out[column].astype(object).map(fix)
+            values = out[column].astype(object)
+            decoded = {v: fix(v) for v in values.dropna().unique()}  # names repeat a lot
+            out[column] = values.map(decoded).astype(object).where(values.notna(), None)
     out.columns = [c if c == geometry else fix(c) for c in out.columns]
     return out
 
@@ -290,7 +292,8 @@ def _features(preview: Preview, spec: PublishSpec, wards: dict[str, str]) -> tup
             f"A {kind.en} layer needs these fields mapped: {', '.join(required)}"
         )
     items = []
-    for geom, (_, row) in zip(frame.geometry.values, frame.iterrows(), strict=True):
+    records = frame.drop(columns=frame.geometry.name).to_dict("records")
+    for geom, row in zip(frame.geometry.values, records, strict=True):
         props: dict[str, Any] = {}
         for target, source in spec.field_map.items():
             f = kind.field(target)
