@@ -5,110 +5,14 @@ The expected numbers come from the same store the live server reads, never from 
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
-from playwright.sync_api import Error as PlaywrightError
-from werkzeug.serving import make_server
+from playwright.sync_api import Page
 
-from layers.query import parse_query
-from layers.store import Feature, Store
-from tests.support import PASSWORDS, make_app
+from tests.browser_support import Server, log_in, settle, shown_points
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-# Data loaded, no Leaflet zoom or marker-cluster animation still running.
-SETTLED = """() => window.gisState && window.gisState.ready === true
-    && !document.querySelector('.leaflet-zoom-anim, .leaflet-cluster-anim')"""
-# Points a layer shows: single markers plus the child counts written on its clusters.
-SHOWN_POINTS = """(slug) => document.querySelectorAll('.gis-marker-' + slug).length
-    + [...document.querySelectorAll('.gis-cluster-' + slug)]
-        .reduce((n, cluster) => n + Number(cluster.textContent.trim()), 0)"""
-
-
-@dataclass
-class Server:
-    """The real app served on 127.0.0.1, with a handle on the store it reads."""
-
-    url: str
-    store: Store
-    tile_host: str
-
-    def matched(self, slug: str, args: dict[str, list[str]] | None = None) -> int:
-        fields = self.store.get_layer(slug).fields
-        return self.store.query_features(slug, parse_query(args or {}, fields)).matched
-
-    def first(self, slug: str) -> Feature:
-        return self.store.query_features(slug, parse_query({"limit": ["1"]}, ())).features[0]
-
-    def ward_name(self, code: str) -> str:
-        wards = self.store.query_features("wards", parse_query({}, ())).features
-        return next(str(w.properties["name"]) for w in wards if w.properties["code"] == code)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Like conftest's ``live_server`` (default TILE_URL), keeping the app's store at hand."""
-    app = make_app(tmp_path_factory.mktemp("browser") / "live.sqlite", TESTING=False,
-                   ENV_NAME="development")
-    http = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=http.serve_forever, daemon=True).start()
-    tile_host = urlsplit(app.config["TILE_URL"].replace("{s}", "a")).hostname or ""
-    yield Server(f"http://127.0.0.1:{http.server_port}", app.extensions["gis_store"], tile_host)
-    http.shutdown()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as p:
-        try:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        except PlaywrightError as exc:
-            pytest.fail(f"could not launch Chromium at {CHROMIUM}: {exc}")
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """A fresh tab with no cookies, of a Vietnamese browser unless parametrized."""
-    locale = getattr(request, "param", "vi-VN")
-    context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 900})
-    yield context.new_page()
-    context.close()
-
-
-def log_in(page: Page, server: Server, path: str = "/map", role: str = "inspector") -> None:
-    """Ask for ``path`` anonymously, fill the login form it leads to, land back on ``path``."""
-    page.goto(server.url + path)
-    assert urlsplit(page.url).path == "/login", page.url
-    page.fill("#username", role)
-    page.fill("#password", PASSWORDS[role])
-    page.click("main form button[type=submit]")
-    page.wait_for_url(lambda url: urlsplit(url).path == urlsplit(path).path,
-                      wait_until="domcontentloaded")
-
-
-def settle(page: Page) -> None:
-    page.wait_for_function(SETTLED)
-    errors = page.evaluate("() => Object.values(window.gisState.layers).map((l) => l.error)")
-    assert not any(errors), errors
-
-
-def shown_points(page: Page, slug: str) -> int:
-    return int(page.evaluate(SHOWN_POINTS, slug))
 
 
 def test_map_shows_every_feature_and_stays_on_site(page: Page, server: Server) -> None:
