@@ -6,7 +6,8 @@ Every route here needs a logged-in user: the data is internal until the public m
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request, url_for
+import orjson
+from flask import Blueprint, current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_login import current_user
@@ -71,13 +72,15 @@ def features(slug: str) -> ResponseReturnValue:
         args["offset"] = [str(page.next_offset)]
         args["limit"] = [str(query.limit)]
         links.append({"rel": "next", "href": url_for(".features", slug=slug, **args)})
-    return jsonify(
-        type="FeatureCollection",
-        features=[f.to_geojson() for f in page.features],
-        numberMatched=page.matched,
-        numberReturned=len(page.features),
-        links=links,
-    )
+    body = {
+        "type": "FeatureCollection",
+        "features": [f.to_geojson(query.properties) for f in page.features],
+        "numberMatched": page.matched,
+        "numberReturned": len(page.features),
+        "links": links,
+    }
+    # orjson: feature pages are the API's bulk; it serialises them several times faster.
+    return current_app.response_class(orjson.dumps(body), mimetype="application/geo+json")
 
 
 @bp.get("/layers/<slug>/features/<int:feature_id>")

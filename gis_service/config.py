@@ -39,4 +39,4 @@ class DefaultConfig:
     # The city's box (minLon, minLat, maxLon, maxLat): imports far outside it are flagged.
     CITY_BOUNDS = (106.755, 11.461, 106.933, 11.577)
     # Page size the map uses when it fetches features from the API.
-    MAP_PAGE_SIZE = 2000
+    MAP_PAGE_SIZE = 5000

@@ -86,7 +86,8 @@ def preview_map(preview: Preview, token: str, options: ReadOptions) -> dict[str,
     layers = [MapLayer(w, url_for("api.features", slug=w.slug)) for w in store.list_layers()
               if w.kind == "ward"]
     url = url_for(".preview_features", token=token)
-    layers.append(MapLayer(layer, url, {k: [v] for k, v in option_args(options).items()}))
+    layers.append(MapLayer(layer, url, {k: [v] for k, v in option_args(options).items()},
+                           detail=False))
     minx, miny, maxx, maxy = preview.frame.total_bounds
     settings = MapSettings(
         bounds=(float(minx), float(miny), float(maxx), float(maxy)),

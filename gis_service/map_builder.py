@@ -33,6 +33,8 @@ class MapLayer:
     url: str
     params: dict[str, list[str]] = field(default_factory=dict)
     show: bool = True
+    # Whether ``url``/<id> serves one whole feature (the API does; a preview does not).
+    detail: bool = True
 
 
 @dataclass
@@ -76,9 +78,14 @@ def layer_config(ml: MapLayer, lang: str) -> dict[str, Any]:
     for f in layer.fields:
         if f.name == color_field:
             colors = {str(c.value): c.color for c in f.choices}
+    names = {f.name for f in layer.fields}
+    wanted = [n for n in dict.fromkeys((kind.title_field, color_field)) if n in names]
     return {
         "slug": layer.slug,
         "kind": layer.kind,
+        # The map asks only for what it draws; a popup fetches the whole feature on click.
+        "properties": wanted if ml.detail else [],
+        "detail": ml.detail,
         "title": layer.title,
         "url": ml.url,
         "params": ml.params,
@@ -113,9 +120,9 @@ def build_map(layers: list[MapLayer], settings: MapSettings) -> folium.Map:
         location=[(miny + maxy) / 2, (minx + maxx) / 2],
         zoom_start=12,
         tiles=None,
-        max_zoom=19,
         control_scale=True,
         zoomSnap=0.5,
+        maxZoom=19,  # on the map itself: clusters need it even without a tile layer
     )
     if settings.tile_url:
         folium.TileLayer(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -51,16 +52,25 @@ class Server:
         return next(str(w.properties["name"]) for w in wards if w.properties["code"] == code)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Like conftest's ``live_server`` (default TILE_URL), keeping the app's store at hand."""
-    app = make_app(tmp_path_factory.mktemp("browser") / "live.sqlite", TESTING=False,
-                   ENV_NAME="development")
+@contextmanager
+def serve(folder: Path, **overrides: object) -> Iterator[Server]:
+    """The real app with the sample city, over HTTP on 127.0.0.1, while the block runs."""
+    app = make_app(folder / "live.sqlite", TESTING=False, ENV_NAME="development", **overrides)
     http = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=http.serve_forever, daemon=True).start()
     tile_host = urlsplit(app.config["TILE_URL"].replace("{s}", "a")).hostname or ""
-    yield Server(f"http://127.0.0.1:{http.server_port}", app.extensions["gis_store"], tile_host)
-    http.shutdown()
+    try:
+        yield Server(f"http://127.0.0.1:{http.server_port}", app.extensions["gis_store"],
+                     tile_host)
+    finally:
+        http.shutdown()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The app with the default basemap settings, shared by a test module."""
+    with serve(tmp_path_factory.mktemp("browser")) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")

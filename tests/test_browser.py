@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import Page
 
-from tests.browser_support import Server, log_in, settle, shown_points
+from tests.browser_support import Server, log_in, serve, settle, shown_points
 
 pytestmark = pytest.mark.browser
 
@@ -142,3 +142,13 @@ def test_map_draws_without_basemap_tiles(page: Page, server: Server) -> None:
     assert page.locator(".leaflet-tile-loaded").count() == 0
     assert page.locator("path.gis-ward").count() == server.store.count_features("wards")
     assert shown_points(page, "hotspots") == server.matched("hotspots")
+
+
+def test_map_works_with_no_basemap_configured(page: Page, tmp_path) -> None:
+    """GIS_TILE_URL="" means no basemap at all: the map must still draw everything."""
+    with serve(tmp_path, TILE_URL="") as bare:
+        log_in(page, bare)
+        settle(page)
+        assert page.locator(".leaflet-tile").count() == 0
+        assert page.locator("path.gis-ward").count() == bare.store.count_features("wards")
+        assert shown_points(page, "hotspots") == bare.matched("hotspots")

@@ -68,14 +68,41 @@
     return safeColor(layerCfg.colors[String(props[layerCfg.color_by])], base);
   }
 
+  // One icon per layer and colour: Leaflet builds each marker's element from it only when
+  // the marker is shown, so 100 000 features do not mean 100 000 DOM nodes up front.
+  var icons = {};
   function markerIcon(layerCfg, color) {
-    var dot = el('span', 'gis-dot');
-    dot.style.background = color;
-    return L.divIcon({
-      html: dot,
-      className: 'gis-marker gis-marker-' + safeClass(layerCfg.slug),
-      iconSize: [16, 16]
-    });
+    var key = layerCfg.slug + ' ' + color;
+    if (!icons[key]) {
+      icons[key] = L.divIcon({
+        html: '<span class="gis-dot" style="background:' + color + '"></span>',  // a checked #hex
+        className: 'gis-marker gis-marker-' + safeClass(layerCfg.slug),
+        iconSize: [16, 16]
+      });
+    }
+    return icons[key];
+  }
+
+  // A popup is built when it opens. Layers fetched with only the drawn properties get the
+  // whole feature from the API then.
+  function bindPopup(layer, layerCfg, feature, cfg) {
+    layer.bindPopup(function () {
+      if (!layerCfg.detail) { return popupContent(layerCfg, feature, cfg); }
+      var box = el('div', 'gis-popup-loading', cfg.messages.loading);
+      fetch(layerCfg.url + '/' + encodeURIComponent(feature.id),
+            { credentials: 'same-origin', headers: { Accept: 'application/json' } })
+        .then(function (r) {
+          if (!r.ok) { throw new Error('HTTP ' + r.status); }
+          return r.json();
+        })
+        .then(function (full) {
+          // Replacing the content function with the element also stops Leaflet from
+          // calling the function (and fetching) again on the next update.
+          layer.getPopup().setContent(popupContent(layerCfg, full, cfg));
+        })
+        .catch(function () { box.textContent = cfg.messages.load_error; });
+      return box;
+    }, { maxWidth: 320 });
   }
 
   function toLeaflet(layerCfg, data, cfg) {
@@ -90,7 +117,7 @@
           : { color: color, weight: 2, fillOpacity: 0.2, className: 'gis-shape-' + safeClass(layerCfg.slug) };
       },
       onEachFeature: function (feature, layer) {
-        layer.bindPopup(popupContent(layerCfg, feature, cfg), { maxWidth: 320 });
+        bindPopup(layer, layerCfg, feature, cfg);
         if (layerCfg.polygons) {
           var name = (feature.properties || {})[layerCfg.title_field];
           layer.bindTooltip(el('span', null, name), {
@@ -109,6 +136,7 @@
     params.set('bbox', [bounds.getWest(), bounds.getSouth(), bounds.getEast(), bounds.getNorth()]
       .map(function (x) { return Math.max(-180, Math.min(180, x)).toFixed(6); }).join(','));
     params.set('limit', String(cfg.page_size));
+    if (layerCfg.properties.length) { params.set('properties', layerCfg.properties.join(',')); }
     return layerCfg.url + '?' + params.toString();
   }
 
