@@ -119,14 +119,14 @@ def ogr2ogr(source: str, out: Path) -> None:
                    check=True, capture_output=True)
 
 
-def median_time(runs: int, job: Callable[[int], object]) -> float:
-    """Median wall-clock seconds of ``job(i)`` over ``runs`` runs."""
+def timed_runs(job: Callable[[Path], object], outputs: list[Path]) -> list[float]:
+    """Wall-clock seconds of ``job(output)`` for each fresh output path."""
     times = []
-    for i in range(runs):
+    for output in outputs:
         start = time.perf_counter()
-        job(i)
+        job(output)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
 
 
 @contextmanager
@@ -146,14 +146,14 @@ def stage_clock() -> Iterator[dict[str, float]]:
     with ExitStack() as stack:
         for stage, names in STAGES.items():
             for name in names:
-                stack.enter_context(mock.patch.object(
-                    pipeline, name, timed(stage, getattr(pipeline, name))))
+                patched = timed(stage, getattr(pipeline, name))
+                stack.enter_context(mock.patch.object(pipeline, name, patched))
         create = timed("store insert (create_layer)", SQLiteStore.create_layer)
         stack.enter_context(mock.patch.object(SQLiteStore, "create_layer", create))
         yield totals
 
 
-def hotspots(archive: Path, store_file: Path, top: int) -> list[tuple[str, float, float]]:
+def hotspots(archive: Path, store_file: Path, top: int = 15) -> list[tuple[str, float, float]]:
     """Project functions (plus the hottest C/library ones) by cumulative time under cProfile."""
     profiler = cProfile.Profile()
     profiler.runcall(ours, archive, store_file)
@@ -161,14 +161,13 @@ def hotspots(archive: Path, store_file: Path, top: int) -> list[tuple[str, float
     for (path, line, func), (_, _, tottime, cumtime, _) in pstats.Stats(profiler).stats.items():
         where = f"{Path(path).parent.name}/{Path(path).name}:{line}" if line else path
         rows.append((f"{func} ({where})", cumtime, tottime))
-    mine = [r for r in rows if "/layers/" in r[0] or "ingest/" in r[0] or "store/" in r[0]]
+    mine = [r for r in rows if any(f"({d}/" in r[0] for d in ("layers", "ingest", "store"))]
     by_self = sorted(rows, key=lambda r: -r[2])[:top]
     return sorted(mine, key=lambda r: -r[1])[:top] + [("-- by own time --", 0, 0), *by_self]
 
 
 def ogr_offset_m(preview: pipeline.Preview, gpkg: Path) -> tuple[float, float, str]:
-    """Median and max distance (m) between our and ogr2ogr's first 1000 positions, and
-    ogr2ogr's first name as a UTF-8 reader sees it (it copies the undecoded bytes)."""
+    """Median/max metres between our and ogr2ogr's first 1000 positions; its 1st name (UTF-8)."""
     theirs = pyogrio.read_dataframe(gpkg, max_features=1000, encoding="latin1")
     a = shapely.bounds(preview.frame.geometry.values[:1000])  # box centres: bow-ties have
     b = shapely.bounds(theirs.geometry.values)  # no centroid, and ours are repaired
@@ -184,51 +183,61 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--polygons", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args()
     gdal = subprocess.run(["ogr2ogr", "--version"], capture_output=True, text=True,  # noqa: S603,S607
                           check=True).stdout.strip()
-    print(f"nproc {os.cpu_count()}, {platform.processor() or platform.machine()}, Python "
-          f"{platform.python_version()}; ogr2ogr: {gdal}; pyogrio GDAL "
-          f"{pyogrio.__gdal_version_string__}, PROJ {pyproj.proj_version_str}\n")
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
+                .splitlines() if line.startswith("model name")), platform.machine())
+    print(f"nproc {os.cpu_count()}, {cpu}, Python {platform.python_version()}; ogr2ogr: {gdal}; "
+          f"pyogrio GDAL "
+          f"{pyogrio.__gdal_version_string__}, PROJ {pyproj.proj_version_str}; load average "
+          f"{os.getloadavg()[0]:.2f}\n")
     table, stages, notes, profiles = [], {}, [], {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+
+        def outs(prefix: str, suffix: str = ".gpkg") -> list[Path]:
+            return [work / f"{prefix}{i}{suffix}" for i in range(args.runs)]
+
         jobs = [("points", args.points, 1, False), ("polygons", args.polygons, 2, True)]
         for name, n, seed, polygon in jobs:
             start = time.perf_counter()
             archive = make_zip(work, name, n, seed, polygon)
             print(f"generated {archive.name}: {n} features, {archive.stat().st_size / 2**20:.1f}"
                   f" MiB zipped, in {time.perf_counter() - start:.1f} s")
-            mine = median_time(args.runs, lambda i, a=archive: ours(a, work / f"{a.stem}{i}.db"))
-            zip_src = f"/vsizip/{archive}/{name}.shp"
-            ogr = median_time(args.runs, lambda i, s=zip_src: ogr2ogr(s, work / f"z{i}.gpkg"))
-            shp = median_time(args.runs, lambda i, s=str(work / f"{name}.shp"):
-                              ogr2ogr(s, work / f"s{i}.gpkg"))
+            zipped, plain = f"/vsizip/{archive}/{name}.shp", str(work / f"{name}.shp")
+            runs = {
+                "ours": timed_runs(functools.partial(ours, archive), outs(f"{name}-", ".db")),
+                "ogr2ogr zip": timed_runs(functools.partial(ogr2ogr, zipped), outs(f"{name}-z")),
+                "ogr2ogr shp": timed_runs(functools.partial(ogr2ogr, plain), outs(f"{name}-s")),
+            }
+            notes.append(f"{name} runs (s): " + "; ".join(
+                f"{k} " + ", ".join(f"{t:.2f}" for t in v) for k, v in runs.items()))
+            mine, ogr, shp = (statistics.median(v) for v in runs.values())
             with stage_clock() as totals:
                 start = time.perf_counter()
                 preview = ours(archive, work / f"{name}-stages.db")
                 totals["total (this run)"] = time.perf_counter() - start
             totals["other"] = 2 * totals["total (this run)"] - sum(totals.values())
             stages[name] = totals
-            profiles[name] = hotspots(archive, work / f"{name}-profile.db", args.top)
-            offset, worst, first = ogr_offset_m(preview, work / "z0.gpkg")
+            profiles[name] = hotspots(archive, work / f"{name}-profile.db")
+            offset, worst, first = ogr_offset_m(preview, work / f"{name}-z0.gpkg")
             notes.append(f"{name}: ogr2ogr positions are {offset:.3f} m (median; max {worst:.3f})"
-                         f" from ours; its "
-                         f"first name reads {first!r}, ours {preview.frame.iloc[0]['ten']!r}; "
+                         f" from ours; its first name reads {first!r}, ours "
+                         f"{preview.frame.iloc[0]['ten']!r}; "
                          f"encoding {preview.text_encoding} ({preview.encoding_source}), "
                          f"EPSG:{preview.crs.epsg}; {preview.geometry.repaired} repaired")
             ratio = mine / ogr
             table.append(f"| {name} | {n:,} | {mine:.2f} | {ogr:.2f} | {shp:.2f} | {ratio:.1f}× "
                          f"| {'yes' if ratio <= 1.5 else 'no'} |")
-            for f in work.glob("*.db*"):
+            for f in work.glob("*.db*"):  # the stores are large: keep /tmp small
                 f.unlink()
-    print("\n| dataset | features | our import (s) | ogr2ogr zip (s) | ogr2ogr .shp (s) "
-          "| ratio | target ≤ 1.5× |\n|---|---:|---:|---:|---:|---:|---|")
-    print("\n".join(table))
+    print("\n| dataset | features | our import (s) | ogr2ogr zip (s) | ogr2ogr .shp (s) | ratio "
+          "| target ≤ 1.5× |\n|---|---:|---:|---:|---:|---:|---|\n" + "\n".join(table))
     print("\n| stage (one run, s) | " + " | ".join(stages) + " |\n|---|" + "---:|" * len(stages))
     for stage in next(iter(stages.values())):
         print(f"| {stage} | " + " | ".join(f"{t[stage]:.2f}" for t in stages.values()) + " |")
+    notes.append(f"load average at the end: {os.getloadavg()[0]:.2f} (on {os.cpu_count()} cores)")
     print("\n" + "\n".join(f"- {note}" for note in notes))
     for name, rows in profiles.items():
         print(f"\ncProfile, {name} (function, cumulative s, own s):")

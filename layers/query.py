@@ -30,6 +30,7 @@ class FeatureQuery:
     offset: int = 0
     equals: dict[str, tuple[str | int, ...]] = field(default_factory=dict)
     ranges: tuple[tuple[str, str, str], ...] = ()  # (field, operator, iso date)
+    properties: tuple[str, ...] | None = None  # only these properties in the answer
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:
@@ -92,6 +93,7 @@ def parse_query(
     limit, offset = DEFAULT_LIMIT, 0
     equals: dict[str, tuple[str | int, ...]] = {}
     ranges: list[tuple[str, str, str]] = []
+    properties: tuple[str, ...] | None = None
     for name, raw_values in args.items():
         values = [v for v in raw_values if v.strip()]
         if name in ignore or not values:
@@ -102,6 +104,12 @@ def parse_query(
             limit = _int_param("limit", values[-1], 1, MAX_LIMIT)
         elif name == "offset":
             offset = _int_param("offset", values[-1], 0, 10**9)
+        elif name == "properties":
+            properties = tuple(p.strip() for p in values[-1].split(",") if p.strip())
+            unknown = sorted(set(properties) - set(by_name))
+            if unknown:
+                raise InvalidQuery(f"Unknown propert(y/ies) {', '.join(unknown)}; this layer "
+                                   f"has: {', '.join(by_name) or 'none'}")
         elif name in DATE_RANGE_PARAMS and name in allowed:
             target, op = DATE_RANGE_PARAMS[name]
             try:
@@ -112,9 +120,9 @@ def parse_query(
         elif name in allowed:
             equals[name] = tuple(_filter_value(by_name[name], v) for v in values)
         else:
-            hint = ", ".join(["bbox", "limit", "offset", *sorted(allowed)])
+            hint = ", ".join(["bbox", "limit", "offset", "properties", *sorted(allowed)])
             raise InvalidQuery(f"Unknown parameter {name!r}; this layer accepts: {hint}")
-    return FeatureQuery(bbox, limit, offset, equals, tuple(ranges))
+    return FeatureQuery(bbox, limit, offset, equals, tuple(ranges), properties)
 
 
 def _filter_value(f: FieldDef, text: str) -> str | int:

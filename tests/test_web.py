@@ -266,3 +266,16 @@ def test_every_page_declares_its_language(client):
     english = client.get("/login?lang=en").get_data(as_text=True)
     assert '<html lang="en">' in english and ">Log in<" in english
     assert '<html lang="en">' in client.get("/nope").get_data(as_text=True)  # session keeps it
+
+
+def test_api_lean_pages_carry_only_the_named_properties(inspector):
+    lean = inspector.get("/api/layers/hotspots/features?properties=name,status&limit=5").json
+    first = lean["features"][0]
+    assert set(first["properties"]) == {"name", "status"} and "meta" not in first
+    full = inspector.get(f"/api/layers/hotspots/features/{first['id']}").json
+    assert full["properties"]["name"] == first["properties"]["name"]
+    lon, lat = first["geometry"]["coordinates"]
+    assert abs(lon - full["geometry"]["coordinates"][0]) < 1e-7
+    assert round(lon, 7) == lon and round(lat, 7) == lat
+    bad = inspector.get("/api/layers/hotspots/features?properties=name,password")
+    assert bad.status_code == 400 and "password" in bad.json["error"]

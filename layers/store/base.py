@@ -76,17 +76,27 @@ class Feature:
     created_at: str
     updated_at: str
 
-    def to_geojson(self) -> dict[str, Any]:
+    def to_geojson(self, properties: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """GeoJSON with edit metadata; or, when ``properties`` names what to keep, a lean
+        form for drawing: just those properties, coordinates to 7 decimals (1 cm), no meta.
+        """
+        if properties is None:
+            return {
+                "type": "Feature",
+                "id": self.id,
+                "geometry": mapping(self.geometry),
+                "properties": self.properties,
+                "meta": {
+                    "version": self.version,
+                    "created_at": self.created_at,
+                    "updated_at": self.updated_at,
+                },
+            }
         return {
             "type": "Feature",
             "id": self.id,
-            "geometry": mapping(self.geometry),
-            "properties": self.properties,
-            "meta": {
-                "version": self.version,
-                "created_at": self.created_at,
-                "updated_at": self.updated_at,
-            },
+            "geometry": mapping(shapely.transform(self.geometry, lambda c: np.round(c, 7))),
+            "properties": {k: self.properties[k] for k in properties if k in self.properties},
         }
 
 

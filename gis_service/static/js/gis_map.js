@@ -140,18 +140,32 @@
     return layerCfg.url + '?' + params.toString();
   }
 
+  async function getPage(url, signal) {
+    var response = await fetch(url, { signal: signal, credentials: 'same-origin',
+                                      headers: { Accept: 'application/json' } });
+    if (!response.ok) { throw new Error('HTTP ' + response.status); }
+    return response.json();
+  }
+
+  // The first page says how many features match; the rest are then fetched three at a
+  // time rather than one after another.
   async function fetchAll(url, signal) {
-    var features = [];
-    while (url) {
-      var response = await fetch(url, { signal: signal, credentials: 'same-origin',
-                                        headers: { Accept: 'application/json' } });
-      if (!response.ok) { throw new Error('HTTP ' + response.status); }
-      var page = await response.json();
-      features = features.concat(page.features);
-      var next = (page.links || []).filter(function (l) { return l.rel === 'next'; })[0];
-      url = next ? next.href : null;
+    var first = await getPage(url, signal);
+    var pages = [first];
+    var rest = [];
+    for (var offset = first.numberReturned; first.numberReturned && offset < first.numberMatched;
+         offset += first.numberReturned) {
+      var next = new URL(url, window.location.href);
+      next.searchParams.set('offset', String(offset));
+      rest.push(next.toString());
     }
-    return { type: 'FeatureCollection', features: features };
+    for (var i = 0; i < rest.length; i += 3) {
+      pages = pages.concat(await Promise.all(rest.slice(i, i + 3).map(function (u) {
+        return getPage(u, signal);
+      })));
+    }
+    return { type: 'FeatureCollection',
+             features: [].concat.apply([], pages.map(function (p) { return p.features; })) };
   }
 
   function clampBounds(bounds) {
