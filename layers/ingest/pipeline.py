@@ -8,6 +8,7 @@ confirmed anything uncertain. Nothing is ever published silently on a guess.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,12 @@ def ward_codes(store: Store) -> dict[str, str]:
     return codes
 
 
+def _rows(frame: gpd.GeoDataFrame, columns: list[str]) -> Iterator[tuple[Any, ...]]:
+    """Row tuples of the named columns, as the plain values ``infer_fields`` produced."""
+    return zip(*(frame[c].tolist() for c in columns), strict=True) if columns else (
+        () for _ in range(len(frame)))
+
+
 def _choice_value(f: FieldDef, value: Any) -> Any:
     """Accept a vocabulary's Vietnamese or English label as well as its value."""
     if value is None or not f.choices:
@@ -275,9 +282,9 @@ def _features(preview: Preview, spec: PublishSpec, wards: dict[str, str]) -> tup
             FieldDef(f.name, f.type, f.vi, f.en, public=f.name not in spec.private_fields)
             for f in preview.fields
         )
-        columns = [f.name for f in fields]
-        records = frame[columns].to_dict("records")
-        props = [{k: _plain(v) for k, v in r.items() if _plain(v) is not None} for r in records]
+        names = [f.name for f in fields]
+        props = [{k: v for k, v in zip(names, row, strict=True) if v is not None}
+                 for row in _rows(frame, names)]
         return list(zip(frame.geometry.values, props, strict=True)), fields
     kind = get_kind(spec.kind)
     unknown = sorted(set(spec.field_map) - {f.name for f in kind.fields})
@@ -292,12 +299,13 @@ def _features(preview: Preview, spec: PublishSpec, wards: dict[str, str]) -> tup
             f"A {kind.en} layer needs these fields mapped: {', '.join(required)}"
         )
     items = []
-    records = frame.drop(columns=frame.geometry.name).to_dict("records")
-    for geom, row in zip(frame.geometry.values, records, strict=True):
+    targets = list(spec.field_map)
+    sources = [spec.field_map[t] for t in targets]
+    for geom, row in zip(frame.geometry.values, _rows(frame, sources), strict=True):
         props: dict[str, Any] = {}
-        for target, source in spec.field_map.items():
+        for target, raw in zip(targets, row, strict=True):
             f = kind.field(target)
-            value = _choice_value(f, _plain(row[source]))
+            value = _choice_value(f, raw)
             if target == "ward" and value is not None:
                 value = wards.get(nfc(str(value)).lower(), value)
             if value is not None:

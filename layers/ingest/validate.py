@@ -59,10 +59,10 @@ def clean_geometries(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, Geometr
     else:
         report.mixed = True
     if report.geometry_type == "MultiPolygon":
-        frame = frame.set_geometry(
-            frame.geometry.apply(lambda g: shapely.MultiPolygon([g]) if g.geom_type == "Polygon"
-                                 else g)
-        )
+        geoms = frame.geometry.values.to_numpy().copy()
+        single = shapely.get_type_id(geoms) == 3
+        geoms[single] = shapely.multipolygons(geoms[single], indices=np.arange(single.sum()))
+        frame = frame.set_geometry(gpd.GeoSeries(geoms, index=frame.index, crs=frame.crs))
     return frame, report
 
 
@@ -112,34 +112,54 @@ def parse_date(value: str) -> str | None:
         return None
 
 
-def infer_column(values: pd.Series) -> tuple[str, pd.Series]:
-    """The narrowest type every non-empty value fits, and the column converted to it."""
+def _native(value: object) -> object:
+    """Plain Python value, None for every kind of missing."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def infer_column(values: pd.Series) -> tuple[str, list[object]]:
+    """The narrowest type every non-empty value fits, and the values converted to it.
+
+    Text is examined once per distinct value (names and dates repeat a lot), and the
+    result is plain Python values with None for empty, ready to store.
+    """
+    raw = [_native(v) for v in values.tolist()]
+    present = [v for v in raw if v is not None]
     if pd.api.types.is_bool_dtype(values):
-        return "boolean", values.astype(object)
+        return "boolean", [None if v is None else bool(v) for v in raw]
     if pd.api.types.is_integer_dtype(values):
-        return "integer", values.astype(object)
+        return "integer", raw
     if pd.api.types.is_float_dtype(values):
-        whole = values.dropna()
-        if len(whole) and np.all(np.mod(whole, 1) == 0):
-            return "integer", values.map(lambda v: None if pd.isna(v) else int(v)).astype(object)
-        return "number", values.astype(object).where(values.notna(), None)
+        if all(float(v).is_integer() for v in present):
+            return "integer", [None if v is None else int(v) for v in raw]
+        return "number", raw
     if pd.api.types.is_datetime64_any_dtype(values):
-        return "date", values.map(lambda v: None if pd.isna(v) else v.date().isoformat())
-    text = values.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v))
-                      else str(v).strip())
-    present = text.dropna()
-    present = present[present != ""]
-    if len(present):
-        dates = present.map(parse_date)
-        if dates.notna().all():
-            return "date", text.map(lambda v: parse_date(v) if v else None)
-        numeric = pd.to_numeric(present, errors="coerce")
+        return "date", [None if v is None else v.date().isoformat() for v in raw]
+    text = {v: str(v).strip() for v in set(present)}
+    distinct = {t for t in text.values() if t}
+    if distinct:
+        dates = {t: parse_date(t) for t in distinct}
+        if all(dates.values()):
+            return "date", [dates.get(text[v]) if v is not None else None for v in raw]
+        numbers = {t: _number(t) for t in distinct}
         # Codes with leading zeros ("0123") stay text: they are identifiers, not numbers.
-        if numeric.notna().all() and not present.str.match(r"^0\d").any():
-            if np.all(np.mod(numeric, 1) == 0):
-                return "integer", text.map(lambda v: int(float(v)) if v else None)
-            return "number", text.map(lambda v: float(v) if v else None)
-    return "text", text.map(lambda v: v if v else None)
+        if all(n is not None for n in numbers.values()) and not any(
+                len(t) > 1 and t[0] == "0" and t[1].isdigit() for t in distinct):
+            whole = all(float(n).is_integer() for n in numbers.values())
+            convert = (lambda t: int(numbers[t])) if whole else (lambda t: numbers[t])
+            return ("integer" if whole else "number"), [
+                convert(text[v]) if v is not None and text[v] else None for v in raw]
+    return "text", [text[v] or None if v is not None else None for v in raw]
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if np.isfinite(value) else None
 
 
 def infer_fields(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[FieldDef]]:
@@ -150,7 +170,7 @@ def infer_fields(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[FieldDef]]:
     for raw in frame.columns:
         key = field_name(str(raw), taken)
         kind, converted = infer_column(frame[raw])
-        columns[key] = converted
+        columns[key] = pd.Series(converted, index=frame.index, dtype=object)
         fields.append(FieldDef(key, kind, str(raw), str(raw)))
     out = pd.DataFrame(columns, index=frame.index)
     return out, fields
