@@ -8,6 +8,7 @@ their fields are whatever the layer declares.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -259,6 +260,8 @@ def get_kind(name: str) -> Kind:
 
 def _coerce(f: FieldDef, value: Any) -> Any:
     """Convert one raw value to the field's type, or raise ValueError saying why."""
+    if f.type == "text" and type(value) is str:  # the common case, first
+        return nfc(value)
     if f.type == "choice":
         allowed = [c.value for c in f.choices]
         if isinstance(allowed[0], int) and isinstance(value, str) and value.strip().isdigit():
@@ -304,15 +307,19 @@ def _coerce(f: FieldDef, value: Any) -> Any:
     return number
 
 
+@functools.lru_cache(maxsize=256)
+def _names(fields: tuple[FieldDef, ...]) -> frozenset[str]:
+    return frozenset(f.name for f in fields)
+
+
 def clean_properties(fields: tuple[FieldDef, ...], props: dict[str, Any]) -> dict[str, Any]:
     """Check and type a feature's properties against its layer's fields.
 
     Returns a new dict with NFC text, ISO dates and typed numbers; empty values are
     dropped. Raises InvalidFeature naming every problem, so a planner fixes them at once.
     """
-    by_name = {f.name: f for f in fields}
     problems: list[str] = []
-    unknown = sorted(set(props) - set(by_name))
+    unknown = sorted(set(props) - _names(fields))
     if unknown:
         problems.append(f"unknown field(s): {', '.join(unknown)}")
     out: dict[str, Any] = {}

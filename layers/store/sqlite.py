@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import shapely
 from shapely.geometry.base import BaseGeometry
 
@@ -92,6 +93,11 @@ CREATE TABLE IF NOT EXISTS users (
 """
 
 
+def _dumps(props: dict[str, Any]) -> str:
+    """Properties as JSON text (orjson: several times faster than json on bulk imports)."""
+    return orjson.dumps(props).decode("utf-8")
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -131,6 +137,7 @@ class SQLiteStore(Store):
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA foreign_keys=ON")
             con.execute("PRAGMA synchronous=NORMAL")
+            con.execute("PRAGMA cache_size=-65536")  # 64 MiB: R*Tree inserts stay in memory
             self._local.con = con
         return con
 
@@ -279,7 +286,7 @@ class SQLiteStore(Store):
         con.executemany(
             "INSERT INTO features (id, layer_id, geom, props, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            [(i, layer_id, w, json.dumps(p, ensure_ascii=False), now, now)
+            [(i, layer_id, w, _dumps(p), now, now)
              for i, w, p in zip(ids, wkb, props, strict=True)],
         )
         bounds = shapely.bounds(geoms)
@@ -396,7 +403,7 @@ class SQLiteStore(Store):
                 id=r["id"],
                 layer=slug,
                 geometry=g,
-                properties=json.loads(r["props"]),
+                properties=orjson.loads(r["props"]),
                 version=r["version"],
                 created_at=r["created_at"],
                 updated_at=r["updated_at"],
@@ -455,7 +462,7 @@ class SQLiteStore(Store):
             con.execute(
                 "UPDATE features SET geom = ?, props = ?, version = version + 1, updated_at = ?"
                 " WHERE id = ?",
-                (shapely.to_wkb(geom), json.dumps(props, ensure_ascii=False), now, feature_id),
+                (shapely.to_wkb(geom), _dumps(props), now, feature_id),
             )
             minx, miny, maxx, maxy = geom.bounds
             con.execute(
