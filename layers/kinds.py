@@ -8,7 +8,7 @@ their fields are whatever the layer declares.
 from __future__ import annotations
 
 import datetime as dt
-import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -260,8 +260,6 @@ def get_kind(name: str) -> Kind:
 
 def _coerce(f: FieldDef, value: Any) -> Any:
     """Convert one raw value to the field's type, or raise ValueError saying why."""
-    if f.type == "text" and type(value) is str:  # the common case, first
-        return nfc(value)
     if f.type == "choice":
         allowed = [c.value for c in f.choices]
         if isinstance(allowed[0], int) and isinstance(value, str) and value.strip().isdigit():
@@ -307,9 +305,38 @@ def _coerce(f: FieldDef, value: Any) -> Any:
     return number
 
 
-@functools.lru_cache(maxsize=256)
-def _names(fields: tuple[FieldDef, ...]) -> frozenset[str]:
-    return frozenset(f.name for f in fields)
+def property_cleaner(fields: tuple[FieldDef, ...]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """``clean_properties`` for one set of fields, prepared once for many features."""
+    names = frozenset(f.name for f in fields)
+    plan = [(f, f.name, f.type == "text", f.required) for f in fields]
+    dated = "reported_at" in names and "resolved_at" in names
+
+    def clean(props: dict[str, Any]) -> dict[str, Any]:
+        problems: list[str] = []
+        if not names.issuperset(props):
+            problems.append(f"unknown field(s): {', '.join(sorted(set(props) - names))}")
+        out: dict[str, Any] = {}
+        for f, name, text, required in plan:
+            value = props.get(name)
+            if text and type(value) is str and value.strip():  # the common case, first
+                out[name] = nfc(value)
+                continue
+            if value is None or (isinstance(value, str) and not value.strip()):
+                if required:
+                    problems.append(f"{name}: required")
+                continue
+            try:
+                out[name] = _coerce(f, value)
+            except (ValueError, TypeError) as exc:
+                problems.append(f"{name}: {exc}")
+        if dated and "reported_at" in out and "resolved_at" in out and (
+                out["resolved_at"] < out["reported_at"]):
+            problems.append("resolved_at: must not be before reported_at")
+        if problems:
+            raise InvalidFeature("Invalid properties — " + "; ".join(problems))
+        return out
+
+    return clean
 
 
 def clean_properties(fields: tuple[FieldDef, ...], props: dict[str, Any]) -> dict[str, Any]:
@@ -318,23 +345,4 @@ def clean_properties(fields: tuple[FieldDef, ...], props: dict[str, Any]) -> dic
     Returns a new dict with NFC text, ISO dates and typed numbers; empty values are
     dropped. Raises InvalidFeature naming every problem, so a planner fixes them at once.
     """
-    problems: list[str] = []
-    unknown = sorted(set(props) - _names(fields))
-    if unknown:
-        problems.append(f"unknown field(s): {', '.join(unknown)}")
-    out: dict[str, Any] = {}
-    for f in fields:
-        value = props.get(f.name)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            if f.required:
-                problems.append(f"{f.name}: required")
-            continue
-        try:
-            out[f.name] = _coerce(f, value)
-        except (ValueError, TypeError) as exc:
-            problems.append(f"{f.name}: {exc}")
-    if "reported_at" in out and "resolved_at" in out and out["resolved_at"] < out["reported_at"]:
-        problems.append("resolved_at: must not be before reported_at")
-    if problems:
-        raise InvalidFeature("Invalid properties — " + "; ".join(problems))
-    return out
+    return property_cleaner(fields)(props)

@@ -28,7 +28,7 @@ from ..errors import (
     UserExists,
     VersionConflict,
 )
-from ..kinds import FieldDef, clean_properties, get_kind
+from ..kinds import FieldDef, clean_properties, get_kind, property_cleaner
 from ..query import FeatureQuery
 from .base import (
     ROLES,
@@ -273,9 +273,10 @@ class SQLiteStore(Store):
     ) -> list[int]:
         geoms = check_geometries(layer, [g for g, _ in batch], first)
         props = []
+        clean = property_cleaner(layer.fields)
         for n, (_, p) in enumerate(batch, start=first):
             try:
-                props.append(clean_properties(layer.fields, p) if layer.fields else p)
+                props.append(clean(p) if layer.fields else p)
             except InvalidFeature as exc:
                 raise InvalidFeature(f"Feature {n}: {exc.message}") from None
         # Ids are assigned here so the R*Tree rows can be written in the same batch; the
