@@ -126,6 +126,46 @@ class LayerVersion:
 
 
 @dataclass(frozen=True)
+class AuditEntry:
+    """One recorded change: who, when, what, and the values before and after."""
+
+    id: int
+    at: str
+    actor: str
+    action: str
+    layer: str | None
+    feature_id: int | None
+    before: Any
+    after: Any
+    note: str
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """A visit to a feature (usually a hotspot) and what the inspector found."""
+
+    id: int
+    inspected_on: str
+    inspector: str
+    finding: str
+    created_at: str
+    photo_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class StoredPhoto:
+    """A sanitised photo of an inspection."""
+
+    id: int
+    layer: str
+    feature_id: int
+    mime: str
+    width: int
+    height: int
+    data: bytes
+
+
+@dataclass(frozen=True)
 class User:
     """An account. The password is only ever held as a hash."""
 
@@ -213,6 +253,7 @@ class Store(ABC):
         fields: Iterable[FieldDef] | None = None,
         features: Iterable[tuple[BaseGeometry, dict[str, Any]]] = (),
         note: str = "",
+        actor: str = "system",
     ) -> Layer:
         """Create a layer with its first features in one transaction: all of it, or nothing.
 
@@ -228,19 +269,21 @@ class Store(ABC):
         """All layers, in creation order."""
 
     @abstractmethod
-    def delete_layer(self, slug: str) -> None:
+    def delete_layer(self, slug: str, *, actor: str = "system") -> None:
         """Remove a layer and its features; raises LayerNotFound."""
 
     # Features
     @abstractmethod
     def add_features(
-        self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]]
+        self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]], *,
+        actor: str = "system", note: str = "",
     ) -> list[int]:
         """Add features atomically: all are stored, or none (InvalidFeature names the bad one)."""
 
     @abstractmethod
     def replace_features(
-        self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]], *, note: str = ""
+        self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]], *,
+        note: str = "", actor: str = "system",
     ) -> int:
         """Swap a layer's data for new features atomically, keeping the old ones as a version.
 
@@ -252,7 +295,7 @@ class Store(ABC):
         """The layer's data versions, newest first."""
 
     @abstractmethod
-    def restore_version(self, slug: str, data_version: int) -> int:
+    def restore_version(self, slug: str, data_version: int, *, actor: str = "system") -> int:
         """Make an earlier version's features current again, as a new version."""
 
     @abstractmethod
@@ -272,8 +315,14 @@ class Store(ABC):
         expected_version: int,
         geometry: BaseGeometry | None = None,
         properties: dict[str, Any] | None = None,
+        actor: str = "system",
+        action: str = "feature.update",
+        note: str = "",
     ) -> Feature:
-        """Change a feature if it is still at ``expected_version``; else VersionConflict."""
+        """Change a feature if it is still at ``expected_version``; else VersionConflict.
+
+        The audit log records ``action`` with the values before and after.
+        """
 
     @abstractmethod
     def extent(self, slug: str) -> tuple[float, float, float, float] | None:
@@ -282,6 +331,28 @@ class Store(ABC):
     @abstractmethod
     def count_features(self, slug: str) -> int:
         """Number of features in a layer."""
+
+    # Records
+    @abstractmethod
+    def list_audit(self, *, actor: str | None = None, layer: str | None = None,
+                   feature_id: int | None = None, since: str | None = None,
+                   until: str | None = None, limit: int = 200, offset: int = 0,
+                   ) -> tuple[list[AuditEntry], int]:
+        """Audit entries, newest first, and how many match in all."""
+
+    @abstractmethod
+    def add_inspection(self, slug: str, feature_id: int, *, inspected_on: str, inspector: str,
+                       finding: str, photos: tuple[tuple[str, int, int, bytes], ...] = (),
+                       actor: str = "system") -> int:
+        """Record an inspection with its photos (mime, width, height, data) in one go."""
+
+    @abstractmethod
+    def list_inspections(self, slug: str, feature_id: int) -> list[Inspection]:
+        """A feature's inspections, newest first."""
+
+    @abstractmethod
+    def get_photo(self, photo_id: int) -> StoredPhoto:
+        """One photo; raises FeatureNotFound."""
 
     # Accounts
     @abstractmethod

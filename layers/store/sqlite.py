@@ -43,8 +43,9 @@ from .base import (
     check_slug,
     layer_fields,
 )
+from .sqlite_records import RECORDS_SCHEMA, RecordsMixin
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
     id INTEGER PRIMARY KEY,
@@ -102,7 +103,7 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-class SQLiteStore(Store):
+class SQLiteStore(RecordsMixin, Store):
     """Store backed by one SQLite file; safe to share between threads."""
 
     def __init__(self, path: str | Path) -> None:
@@ -126,7 +127,9 @@ class SQLiteStore(Store):
             )
         if found < SCHEMA_VERSION:
             # executescript manages its own transaction; the statements are idempotent.
-            con.executescript(SCHEMA + f"\nPRAGMA user_version = {SCHEMA_VERSION};")
+            con.executescript(
+                SCHEMA + RECORDS_SCHEMA + f"\nPRAGMA user_version = {SCHEMA_VERSION};"
+            )
 
     # -- connection and transactions -------------------------------------------------
     def _con(self) -> sqlite3.Connection:
@@ -187,6 +190,7 @@ class SQLiteStore(Store):
         fields: Iterable[FieldDef] | None = None,
         features: Iterable[tuple[BaseGeometry, dict[str, Any]]] = (),
         note: str = "",
+        actor: str = "system",
     ) -> Layer:
         check_slug(slug)
         title = title.strip()
@@ -205,8 +209,10 @@ class SQLiteStore(Store):
                  json.dumps([f.to_dict() for f in field_defs], ensure_ascii=False), now, now),
             )
             row = self._layer_row(con, slug)
-            self._insert_many(con, row, features, now)
+            count = len(self._insert_many(con, row, features, now))
             self._log_version(con, row["id"], 1, note, now)
+            self._audit(con, actor, "layer.create", layer=slug, note=note, at=now,
+                        after={**self._to_layer(row).to_dict(), "features": count})
         return self.get_layer(slug)
 
     def get_layer(self, slug: str) -> Layer:
@@ -218,9 +224,12 @@ class SQLiteStore(Store):
         )
         return [self._to_layer(r) for r in rows]
 
-    def delete_layer(self, slug: str) -> None:
+    def delete_layer(self, slug: str, *, actor: str = "system") -> None:
         with self._tx() as con:
-            layer_id = self._layer_row(con, slug)["id"]
+            row = self._layer_row(con, slug)
+            layer_id = row["id"]
+            self._audit(con, actor, "layer.delete", layer=slug,
+                        before=self._to_layer(row).to_dict())
             con.execute(
                 "DELETE FROM features_rtree"
                 " WHERE id IN (SELECT id FROM features WHERE layer_id = ?)",
@@ -231,13 +240,21 @@ class SQLiteStore(Store):
 
     # -- features -------------------------------------------------------------------------
     def add_features(
-        self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]]
+        self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]], *,
+        actor: str = "system", note: str = "",
     ) -> list[int]:
         now = _now()
         with self._tx() as con:
             row = self._layer_row(con, slug)
             ids = self._insert_many(con, row, items, now)
             con.execute("UPDATE layers SET updated_at = ? WHERE id = ?", (now, row["id"]))
+            if len(ids) == 1:  # one feature drawn or typed in: keep all of it
+                added = self._to_features(slug, [self._feature_row(con, slug, ids[0])])[0]
+                self._audit(con, actor, "feature.create", layer=slug, feature_id=ids[0],
+                            after=added.to_geojson(), note=note, at=now)
+            elif ids:
+                self._audit(con, actor, "features.add", layer=slug, note=note, at=now,
+                            after={"count": len(ids), "first_id": ids[0], "last_id": ids[-1]})
         return ids
 
     BATCH = 2000  # features checked and written per executemany
@@ -308,7 +325,8 @@ class SQLiteStore(Store):
         )
 
     def replace_features(
-        self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]], *, note: str = ""
+        self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]], *,
+        note: str = "", actor: str = "system",
     ) -> int:
         now = _now()
         with self._tx() as con:
@@ -325,12 +343,15 @@ class SQLiteStore(Store):
                 (layer_id,),
             )
             con.execute("DELETE FROM features WHERE layer_id = ?", (layer_id,))
-            self._insert_many(con, row, items, now)
+            count = len(self._insert_many(con, row, items, now))
             con.execute(
                 "UPDATE layers SET data_version = ?, updated_at = ? WHERE id = ?",
                 (current + 1, now, layer_id),
             )
             self._log_version(con, layer_id, current + 1, note, now)
+            self._audit(con, actor, "layer.replace", layer=slug, note=note, at=now,
+                        before={"data_version": current},
+                        after={"data_version": current + 1, "features": count})
         return current + 1
 
     def list_versions(self, slug: str) -> list[LayerVersion]:
@@ -354,7 +375,7 @@ class SQLiteStore(Store):
             for r in rows
         ]
 
-    def restore_version(self, slug: str, data_version: int) -> int:
+    def restore_version(self, slug: str, data_version: int, *, actor: str = "system") -> int:
         con = self._con()
         row = self._layer_row(con, slug)
         if data_version == row["data_version"]:
@@ -371,7 +392,8 @@ class SQLiteStore(Store):
         if not known:
             raise InvalidFeature(f"Layer {slug!r} has no version {data_version}")
         items = [(shapely.from_wkb(r["geom"]), json.loads(r["props"])) for r in archived]
-        return self.replace_features(slug, items, note=f"restored from version {data_version}")
+        return self.replace_features(slug, items, note=f"restored from version {data_version}",
+                                     actor=actor)
 
     @staticmethod
     def _where(layer_id: int, query: FeatureQuery) -> tuple[str, list[Any]]:
@@ -444,6 +466,9 @@ class SQLiteStore(Store):
         expected_version: int,
         geometry: BaseGeometry | None = None,
         properties: dict[str, Any] | None = None,
+        actor: str = "system",
+        action: str = "feature.update",
+        note: str = "",
     ) -> Feature:
         now = _now()
         with self._tx() as con:
@@ -470,7 +495,10 @@ class SQLiteStore(Store):
                 "UPDATE features_rtree SET minx = ?, maxx = ?, miny = ?, maxy = ? WHERE id = ?",
                 (minx, maxx, miny, maxy, feature_id),
             )
-        return self.get_feature(slug, feature_id)
+            updated = self._to_features(slug, [self._feature_row(con, slug, feature_id)])[0]
+            self._audit(con, actor, action, layer=slug, feature_id=feature_id, note=note,
+                        before=current.to_geojson(), after=updated.to_geojson(), at=now)
+        return updated
 
     def extent(self, slug: str) -> tuple[float, float, float, float] | None:
         con = self._con()
@@ -503,6 +531,8 @@ class SQLiteStore(Store):
                     " VALUES (?, ?, ?, ?)",
                     (username, password_hash, role, now),
                 )
+                self._audit(con, "system", "user.create", after={"username": username,
+                                                                  "role": role}, at=now)
         except sqlite3.IntegrityError:
             raise UserExists(f"An account named {username!r} already exists") from None
         return User(username, password_hash, role, now)

@@ -1,0 +1,160 @@
+"""The SQLite store's records beside the map data: audit log, inspections and photos.
+
+Kept apart from ``sqlite.py`` so each file stays readable; ``SQLiteStore`` mixes this in
+and every write here runs inside the store's own transactions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import orjson
+
+from ..errors import FeatureNotFound, InvalidFeature
+from .base import AuditEntry, Inspection, StoredPhoto
+
+RECORDS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    layer TEXT,
+    feature_id INTEGER,
+    before TEXT,
+    after TEXT,
+    note TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS audit_feature ON audit_log(layer, feature_id);
+CREATE INDEX IF NOT EXISTS audit_at ON audit_log(at);
+CREATE TABLE IF NOT EXISTS inspections (
+    id INTEGER PRIMARY KEY,
+    layer TEXT NOT NULL,
+    feature_id INTEGER NOT NULL,
+    inspected_on TEXT NOT NULL,
+    inspector TEXT NOT NULL,
+    finding TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inspections_feature ON inspections(layer, feature_id);
+CREATE TABLE IF NOT EXISTS photos (
+    id INTEGER PRIMARY KEY,
+    inspection_id INTEGER NOT NULL REFERENCES inspections(id) ON DELETE CASCADE,
+    mime TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+"""
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode("utf-8")
+
+
+class RecordsMixin:
+    """Audit log, inspections and photos for ``SQLiteStore``."""
+
+    _tx: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    _con: Callable[[], sqlite3.Connection]
+    _feature_row: Callable[[sqlite3.Connection, str, int], sqlite3.Row]
+
+    @staticmethod
+    def _audit(con: sqlite3.Connection, actor: str, action: str, *, layer: str | None = None,
+               feature_id: int | None = None, before: Any = None, after: Any = None,
+               note: str = "", at: str | None = None) -> None:
+        """One audit row, written in the caller's transaction so it cannot be lost."""
+        con.execute(
+            "INSERT INTO audit_log (at, actor, action, layer, feature_id, before, after, note)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (at or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), actor, action, layer,
+             feature_id, _json(before), _json(after), note),
+        )
+
+    def list_audit(self, *, actor: str | None = None, layer: str | None = None,
+                   feature_id: int | None = None, since: str | None = None,
+                   until: str | None = None, limit: int = 200, offset: int = 0,
+                   ) -> tuple[list[AuditEntry], int]:
+        clauses, params = ["1 = 1"], []
+        for column, value in (("actor", actor), ("layer", layer), ("feature_id", feature_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if since:
+            clauses.append("at >= ?")
+            params.append(since)
+        if until:
+            clauses.append("at < ?")
+            params.append(until)
+        where = " AND ".join(clauses)
+        con = self._con()
+        total = con.execute(f"SELECT count(*) FROM audit_log WHERE {where}", params)  # noqa: S608
+        rows = con.execute(
+            f"SELECT * FROM audit_log WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",  # noqa: S608
+            [*params, limit, offset],
+        )
+        entries = [
+            AuditEntry(r["id"], r["at"], r["actor"], r["action"], r["layer"], r["feature_id"],
+                       None if r["before"] is None else orjson.loads(r["before"]),
+                       None if r["after"] is None else orjson.loads(r["after"]), r["note"])
+            for r in rows
+        ]
+        return entries, int(total.fetchone()[0])
+
+    def add_inspection(self, slug: str, feature_id: int, *, inspected_on: str, inspector: str,
+                       finding: str, photos: tuple[tuple[str, int, int, bytes], ...] = (),
+                       actor: str = "system") -> int:
+        finding = finding.strip()
+        if not finding:
+            raise InvalidFeature("An inspection needs its finding")
+        try:
+            day = dt.date.fromisoformat(inspected_on).isoformat()
+        except ValueError:
+            raise InvalidFeature("The inspection date must be written YYYY-MM-DD") from None
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        with self._tx() as con:
+            self._feature_row(con, slug, feature_id)
+            cur = con.execute(
+                "INSERT INTO inspections (layer, feature_id, inspected_on, inspector, finding,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (slug, feature_id, day, inspector, finding, now),
+            )
+            inspection_id = int(cur.lastrowid)
+            con.executemany(
+                "INSERT INTO photos (inspection_id, mime, width, height, data)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(inspection_id, *photo) for photo in photos],
+            )
+            self._audit(con, actor, "inspection.add", layer=slug, feature_id=feature_id,
+                        after={"inspected_on": day, "inspector": inspector, "finding": finding,
+                               "photos": len(photos)}, at=now)
+        return inspection_id
+
+    def list_inspections(self, slug: str, feature_id: int) -> list[Inspection]:
+        con = self._con()
+        rows = con.execute(
+            "SELECT i.*, (SELECT group_concat(p.id) FROM photos p WHERE p.inspection_id = i.id)"
+            " AS photo_ids FROM inspections i WHERE layer = ? AND feature_id = ?"
+            " ORDER BY inspected_on DESC, id DESC",
+            (slug, feature_id),
+        )
+        return [
+            Inspection(r["id"], r["inspected_on"], r["inspector"], r["finding"], r["created_at"],
+                       tuple(int(p) for p in (r["photo_ids"] or "").split(",") if p))
+            for r in rows
+        ]
+
+    def get_photo(self, photo_id: int) -> StoredPhoto:
+        row = self._con().execute(
+            "SELECT p.*, i.layer, i.feature_id FROM photos p"
+            " JOIN inspections i ON i.id = p.inspection_id WHERE p.id = ?",
+            (photo_id,),
+        ).fetchone()
+        if row is None:
+            raise FeatureNotFound(f"No photo {photo_id}")
+        return StoredPhoto(row["id"], row["layer"], row["feature_id"], row["mime"], row["width"],
+                           row["height"], row["data"])
