@@ -1,0 +1,91 @@
+"""The hotspot workflow: which status may follow which, and recording each move.
+
+Statuses are data (``kinds.HOTSPOT_STATUS``); the allowed moves live here, in one table,
+so the web page, the API and any script offer and enforce the same ones.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from .errors import InvalidFeature
+from .store import Feature, Store
+
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "reported": ("verified", "dismissed"),
+    "verified": ("in_progress", "dismissed"),
+    "in_progress": ("resolved",),
+    "resolved": ("in_progress",),  # reopened: the problem came back
+    "dismissed": (),
+}
+
+
+def next_statuses(status: str) -> tuple[str, ...]:
+    """The statuses a hotspot in ``status`` may move to."""
+    return TRANSITIONS.get(status, ())
+
+
+def move_status(store: Store, slug: str, feature_id: int, to: str, *, note: str, actor: str,
+                expected_version: int, on: dt.date | None = None) -> Feature:
+    """Move a hotspot along an allowed transition, with the note every move requires.
+
+    Resolving sets ``resolved_at`` (today unless ``on`` is given); reopening clears it. The
+    edit is version-checked like any other, so two inspectors cannot both move it.
+    """
+    layer = store.get_layer(slug)
+    if layer.kind != "hotspot":
+        raise InvalidFeature(f"Layer {slug!r} holds no hotspots")
+    note = note.strip()
+    if not note:
+        raise InvalidFeature("Every status change needs a note saying why")
+    feature = store.get_feature(slug, feature_id)
+    current = str(feature.properties.get("status"))
+    if to not in next_statuses(current):
+        allowed = ", ".join(next_statuses(current)) or "none"
+        raise InvalidFeature(f"A hotspot that is {current} cannot become {to} (allowed: "
+                             f"{allowed})")
+    props = dict(feature.properties, status=to)
+    if to == "resolved":
+        props["resolved_at"] = (on or dt.date.today()).isoformat()
+    else:
+        props.pop("resolved_at", None)
+    return store.update_feature(slug, feature_id, expected_version=expected_version,
+                                properties=props, actor=actor, action="feature.status",
+                                note=note)
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One line of a hotspot's history, newest first."""
+
+    at: str
+    actor: str
+    kind: str  # "created", "status", "edit", "inspection"
+    summary: dict[str, object]
+    note: str = ""
+    photo_ids: tuple[int, ...] = ()
+
+
+def timeline(store: Store, slug: str, feature_id: int) -> list[TimelineEntry]:
+    """Creation, status moves, edits and inspections of a feature, newest first."""
+    entries, _ = store.list_audit(layer=slug, feature_id=feature_id, limit=1000)
+    out: list[TimelineEntry] = []
+    for e in entries:
+        if e.action == "inspection.add":
+            continue  # listed from the inspections themselves, with their photos
+        before = (e.before or {}).get("properties", {})
+        after = (e.after or {}).get("properties", {})
+        if e.action == "feature.status":
+            summary = {"from": before.get("status"), "to": after.get("status")}
+            kind = "status"
+        elif e.action == "feature.create":
+            summary, kind = {"status": after.get("status")}, "created"
+        else:
+            changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+            summary, kind = {"changed": changed}, "edit"
+        out.append(TimelineEntry(e.at, e.actor, kind, summary, e.note))
+    for i in store.list_inspections(slug, feature_id):
+        out.append(TimelineEntry(i.created_at, i.inspector, "inspection",
+                                 {"inspected_on": i.inspected_on}, i.finding, i.photo_ids))
+    return sorted(out, key=lambda t: t.at, reverse=True)
