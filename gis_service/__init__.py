@@ -9,7 +9,18 @@ from flask import Flask
 
 from layers.store import open_store
 
-from . import api, assets, auth, commands, http_errors, i18n, inspector, manage, security
+from . import (
+    api,
+    assets,
+    auth,
+    commands,
+    hotspots,
+    http_errors,
+    i18n,
+    inspector,
+    manage,
+    security,
+)
 from .config import DefaultConfig
 
 
@@ -38,6 +49,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     commands.init_app(app)
     app.register_blueprint(inspector.bp)
     app.register_blueprint(manage.bp)
+    app.register_blueprint(hotspots.bp)
     app.register_blueprint(manage.api_bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     return app

@@ -38,6 +38,8 @@ def map_messages() -> dict[str, str]:
         "yes": _("Yes"),
         "no": _("No"),
         "shown": _("shown"),
+        "details": _("Details and history"),
+        "add_here": _("Add a hotspot here"),
     }
 
 
@@ -97,6 +99,13 @@ def choice_options(field: str, lang: str) -> list[tuple[str, str]]:
     return [(str(c.value), c.label(lang)) for c in KINDS["hotspot"].field(field).choices]
 
 
+def hotspot_page(layer: Layer) -> str | None:
+    """Prefix of a hotspot's own page (its id follows), for the map's popups."""
+    if layer.kind != "hotspot":
+        return None
+    return url_for("hotspots.detail", slug=layer.slug, feature_id=0).removesuffix("0")
+
+
 @bp.get("/")
 def index() -> ResponseReturnValue:
     return redirect(url_for(".map_page"))
@@ -113,8 +122,11 @@ def map_page() -> ResponseReturnValue:
     bounds = ward_bounds.get(chosen_ward) or map_bounds(store, layers)
     lang = str(get_locale() or "vi")
     map_layers = [
-        MapLayer(la, url_for("api.features", slug=la.slug), per_layer[la.slug]) for la in layers
+        MapLayer(la, url_for("api.features", slug=la.slug), per_layer[la.slug],
+                 page_url=hotspot_page(la))
+        for la in layers
     ]
+    hotspot_layers = [la for la in layers if la.kind == "hotspot"]
     settings = MapSettings(
         bounds=bounds,
         lang=lang,
@@ -123,8 +135,10 @@ def map_page() -> ResponseReturnValue:
         messages=map_messages(),
         ward_names=ward_names,
         page_size=min(current_app.config["MAP_PAGE_SIZE"], MAX_LIMIT),
+        add_url=url_for("hotspots.new", slug=hotspot_layers[0].slug) if hotspot_layers else None,
     )
     parts = render_parts(build_map(map_layers, settings), csp_nonce())
+    add_url = settings.add_url
     return render_template(
         "map.html",
         parts=parts,
@@ -132,4 +146,5 @@ def map_page() -> ResponseReturnValue:
         wards=sorted(ward_names.items(), key=lambda kv: kv[1]),
         **{f"{name}_choices": choice_options(name, lang) for name in HOTSPOT_FILTERS},
         layer_count=len(layers),
+        add_url=add_url,
     )

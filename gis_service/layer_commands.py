@@ -18,6 +18,7 @@ from .importing import preview_json, read_options, run_preview
 from .store_access import get_store
 
 layers_group = AppGroup("layers", help="Manage layers: import files, versions.")
+CLI_ACTOR = "cli"  # the audit log's name for changes made from the command line
 
 
 def _summary(data: dict) -> str:
@@ -87,7 +88,7 @@ def import_command(file: Path, kind: str, title: str | None, slug: str | None, c
             confirmed=yes,
             replace=bool(replace_slug),
         )
-        layer = publish(get_store(), preview, spec)
+        layer = publish(get_store(), preview, spec, actor=CLI_ACTOR)
     except GisError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"Published {preview.feature_count} features to {layer.slug!r} "
@@ -124,7 +125,7 @@ def versions_command(slug: str) -> None:
 def restore_command(slug: str, version: int) -> None:
     """Make an earlier version of a layer's data current again."""
     try:
-        new = get_store().restore_version(slug, version)
+        new = get_store().restore_version(slug, version, actor=CLI_ACTOR)
     except GisError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"Version {version} of {slug!r} restored as version {new}.")

@@ -181,7 +181,8 @@ def publish_upload(token: str) -> ResponseReturnValue:
     form = request.form.to_dict()
     try:
         preview = run_preview(pending.path, pending.original_name, read_options(form))
-        layer = publish(get_store(), preview, publish_spec(form, preview))
+        layer = publish(get_store(), preview, publish_spec(form, preview),
+                        actor=current_user.get_id())
     except GisError as exc:
         return render_preview(token, form, form, exc.message)
     discard_upload(pending)
@@ -199,7 +200,7 @@ def versions(slug: str) -> ResponseReturnValue:
 
 @bp.post("/<slug>/versions/<int:version>/restore")
 def restore(slug: str, version: int) -> ResponseReturnValue:
-    new = get_store().restore_version(slug, version)
+    new = get_store().restore_version(slug, version, actor=current_user.get_id())
     flash(_("Version %(old)d restored as version %(new)d.", old=version, new=new), "ok")
     return redirect(url_for(".versions", slug=slug))
 
@@ -216,7 +217,8 @@ def api_import() -> ResponseReturnValue:
         preview = run_preview(pending.path, pending.original_name, read_options(form))
         if form.get("preview") == "1":
             return jsonify(preview_json(preview))
-        layer = publish(get_store(), preview, publish_spec(form, preview))
+        layer = publish(get_store(), preview, publish_spec(form, preview),
+                        actor=current_user.get_id())
     finally:
         discard_upload(pending)
     return jsonify({**layer.to_dict(), "features": preview.feature_count}), 201

@@ -35,6 +35,8 @@ class MapLayer:
     show: bool = True
     # Whether ``url``/<id> serves one whole feature (the API does; a preview does not).
     detail: bool = True
+    # Where a feature's own page is (``page_url`` + id), for hotspots.
+    page_url: str | None = None
 
 
 @dataclass
@@ -48,6 +50,8 @@ class MapSettings:
     messages: dict[str, str]
     ward_names: dict[str, str]
     page_size: int
+    # Form for a new hotspot at a point (``?lat=&lon=`` appended), when the user may add.
+    add_url: str | None = None
 
 
 class DataLoader(MacroElement):
@@ -86,6 +90,7 @@ def layer_config(ml: MapLayer, lang: str) -> dict[str, Any]:
         # The map asks only for what it draws; a popup fetches the whole feature on click.
         "properties": wanted if ml.detail else [],
         "detail": ml.detail,
+        "page_url": ml.page_url,
         "title": layer.title,
         "url": ml.url,
         "params": ml.params,
@@ -163,6 +168,7 @@ def build_map(layers: list[MapLayer], settings: MapSettings) -> folium.Map:
         "ward_names": settings.ward_names,
         "messages": settings.messages,
         "page_size": settings.page_size,
+        "add_url": settings.add_url,
         "lang": settings.lang,
     }
     DataLoader(groups, config).add_to(m)

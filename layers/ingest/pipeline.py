@@ -315,7 +315,8 @@ def _features(preview: Preview, spec: PublishSpec, wards: dict[str, str]) -> tup
     return items, fields
 
 
-def publish(store: Store, preview: Preview, spec: PublishSpec) -> Layer:
+def publish(store: Store, preview: Preview, spec: PublishSpec, *, actor: str = "system"
+            ) -> Layer:
     """Store the previewed data as a new layer, or a new version of ``spec.slug``."""
     if preview.needs_confirmation and not spec.confirmed:
         raise InvalidUpload(
@@ -327,12 +328,12 @@ def publish(store: Store, preview: Preview, spec: PublishSpec) -> Layer:
     items, fields = _features(preview, spec, ward_codes(store))
     note = spec.note or f"import of {preview.upload_name}"
     if spec.replace:
-        store.replace_features(spec.slug, items, note=note)
+        store.replace_features(spec.slug, items, note=note, actor=actor)
         return store.get_layer(spec.slug)
     geometry_type = preview.geometry.geometry_type
     if spec.kind != "generic":
         geometry_type = get_kind(spec.kind).geometry_type
     return store.create_layer(
         spec.slug, spec.title, spec.kind, geometry_type=geometry_type, public=spec.public,
-        fields=fields, features=items, note=note,
+        fields=fields, features=items, note=note, actor=actor,
     )

@@ -58,6 +58,11 @@
       table.appendChild(row);
     });
     box.appendChild(table);
+    if (layerCfg.page_url) {
+      var link = el('a', 'gis-popup-link', cfg.messages.details);
+      link.href = layerCfg.page_url + encodeURIComponent(feature.id);
+      box.appendChild(link);
+    }
     return box;
   }
 
@@ -273,6 +278,16 @@
       }
       map.on('zoomend', labelScale);
       labelScale();
+
+      // Right click, or a long press on a phone, offers to add a hotspot at that point.
+      if (cfg.add_url) {
+        map.on('contextmenu', function (e) {
+          var link = el('a', 'gis-add-link', cfg.messages.add_here);
+          link.href = cfg.add_url + '?lat=' + e.latlng.lat.toFixed(6) +
+            '&lon=' + e.latlng.lng.toFixed(6);
+          L.popup().setLatLng(e.latlng).setContent(link).openOn(map);
+        });
+      }
 
       var timer = null;
       map.on('moveend', function () {
