@@ -6,10 +6,12 @@ import secrets
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from layers.store import open_store
 
 from . import (
+    admin,
     api,
     assets,
     auth,
@@ -39,6 +41,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
             )
         app.config["SECRET_KEY"] = secrets.token_hex(32)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    if app.config["PROXY_FIX_X_FOR"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["PROXY_FIX_X_FOR"]))
 
     app.extensions["gis_store"] = open_store(app.config["DATABASE"])
     assets.init_app(app)
@@ -50,6 +54,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(inspector.bp)
     app.register_blueprint(manage.bp)
     app.register_blueprint(hotspots.bp)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(manage.api_bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     return app

@@ -29,11 +29,15 @@ from layers.errors import InvalidFeature
 from layers.store import User
 
 from .http_errors import error_response, wants_json
+from .ratelimit import Limit, client_key, limiter, too_many
 from .store_access import get_store
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
 
+
+LOGIN_PER_ADDRESS = Limit(10, 5 * 60)  # failed logins per client address
+LOGIN_PER_USERNAME = Limit(5, 15 * 60)  # failed logins per username, from anywhere
 
 ROLE_LABELS = {
     "admin": _l("Administrator"),
@@ -118,10 +122,22 @@ def require_role(*roles: str) -> Callable[[], ResponseReturnValue | None]:
 def login() -> ResponseReturnValue:
     form = LoginForm(next=request.args.get("next", ""))
     if form.validate_on_submit():
-        user = get_store().get_user(form.username.data.strip())
+        username = form.username.data.strip()
+        # Only failed attempts count, checked before the password, so guessing slows down
+        # while an office sharing one address never locks itself out by logging in.
+        rl = limiter()
+        checks = [(client_key("login"), LOGIN_PER_ADDRESS),
+                  (f"login:user:{username.casefold()}", LOGIN_PER_USERNAME)]
+        wait = max(rl.retry_after(key, limit) for key, limit in checks)
+        if wait:
+            return too_many(wait)
+        user = get_store().get_user(username)
         if user and check_password_hash(user.password_hash, form.password.data):
+            rl.reset(checks[1][0])  # the username's count only, never the address's
             login_user(Account(user))
             return redirect(safe_next(form.next.data))
+        for key, limit in checks:
+            rl.hit(key, limit)
         flash(_("Wrong username or password."), "error")
         return render_template("login.html", form=form), 401
     status = 400 if form.is_submitted() else 200

@@ -38,5 +38,11 @@ class DefaultConfig:
     DEFAULT_EPSG = 9212
     # The city's box (minLon, minLat, maxLon, maxLat): imports far outside it are flagged.
     CITY_BOUNDS = (106.755, 11.461, 106.933, 11.577)
+    # SQLite file counting failed logins and public reports per client (shared by all
+    # gunicorn workers); default: ratelimit.sqlite beside DATABASE.
+    RATELIMIT_DB: str | None = None
+    # Number of reverse proxies in front of the app whose X-Forwarded-For is trusted
+    # (0: none). Without it, rate limits would see every client as the proxy.
+    PROXY_FIX_X_FOR = 0
     # Page size the map uses when it fetches features from the API.
     MAP_PAGE_SIZE = 5000

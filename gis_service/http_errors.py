@@ -35,6 +35,7 @@ TITLES = {
     405: _l("This action is not allowed here"),
     409: _l("Conflict with the current data"),
     413: _l("The upload is too large"),
+    429: _l("Too many attempts"),
     500: _l("Something went wrong on the server"),
 }
 

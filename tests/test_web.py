@@ -279,3 +279,16 @@ def test_api_lean_pages_carry_only_the_named_properties(inspector):
     assert round(lon, 7) == lon and round(lat, 7) == lat
     bad = inspector.get("/api/layers/hotspots/features?properties=name,password")
     assert bad.status_code == 400 and "password" in bad.json["error"]
+
+
+def test_failed_logins_are_rate_limited_per_username(client):
+    for _ in range(5):
+        wrong = client.post("/login", data={"username": "planner", "password": "guess",
+                                            "csrf_token": csrf_token(client)})
+        assert wrong.status_code == 401
+    blocked = client.post("/login", data={"username": "planner", "password": PASSWORDS[
+        "planner"], "csrf_token": csrf_token(client)})
+    assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) > 0
+    other = client.post("/login", data={"username": "inspector", "password": PASSWORDS[
+        "inspector"], "csrf_token": csrf_token(client)})
+    assert other.status_code == 302  # another account from the same address still works

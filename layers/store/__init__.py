@@ -1,6 +1,6 @@
 """Stores keep layers, features and accounts. ``open_store`` picks one from a URL."""
 
-from .base import Feature, FeaturePage, Layer, LayerVersion, Store, User
+from .base import AuditEntry, Feature, FeaturePage, Layer, LayerVersion, Store, User
 from .sqlite import SQLiteStore
 
 
@@ -11,5 +11,6 @@ def open_store(url: str) -> Store:
 
 
 __all__ = [
-    "Feature", "FeaturePage", "Layer", "LayerVersion", "SQLiteStore", "Store", "User", "open_store",
+    "AuditEntry", "Feature", "FeaturePage", "Layer", "LayerVersion", "SQLiteStore", "Store",
+    "User", "open_store",
 ]

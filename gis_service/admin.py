@@ -1,0 +1,84 @@
+"""Administrators' pages: the audit log of every change, filtered and exported as CSV."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+
+import orjson
+from flask import Blueprint, Response, render_template, request
+from flask.typing import ResponseReturnValue
+
+from layers.errors import InvalidQuery
+from layers.store import AuditEntry
+
+from .auth import require_role
+from .store_access import get_store
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+bp.before_request(require_role("admin"))
+
+PAGE = 100
+EXPORT_LIMIT = 100_000
+
+
+def _filters(args: dict[str, str]) -> dict[str, str | None]:
+    """user, layer and a date range (YYYY-MM-DD, ``to`` inclusive) from the query string."""
+    out: dict[str, str | None] = {"actor": args.get("user") or None,
+                                  "layer": args.get("layer") or None, "since": None,
+                                  "until": None}
+    for name, key, shift in (("from", "since", 0), ("to", "until", 1)):
+        if args.get(name):
+            try:
+                day = dt.date.fromisoformat(args[name]) + dt.timedelta(days=shift)
+            except ValueError:
+                raise InvalidQuery(f"{name} must be a date written YYYY-MM-DD") from None
+            out[key] = day.isoformat()
+    return out
+
+
+def _offset(args: dict[str, str]) -> int:
+    try:
+        return max(0, int(args.get("offset", "0")))
+    except ValueError:
+        raise InvalidQuery("offset must be a whole number") from None
+
+
+@bp.get("/audit")
+def audit() -> ResponseReturnValue:
+    args = request.args.to_dict()
+    offset = _offset(args)
+    entries, total = get_store().list_audit(**_filters(args), limit=PAGE, offset=offset)
+    return render_template("audit.html", entries=entries, total=total, offset=offset,
+                           page=PAGE, args=args,
+                           layers=[la.slug for la in get_store().list_layers()])
+
+
+def _cell(value: object) -> str:
+    """A CSV cell a spreadsheet will not run as a formula (=, +, -, @ are neutralised)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _dump(value: object) -> str:
+    return "" if value is None else orjson.dumps(value).decode("utf-8")
+
+
+def _row(e: AuditEntry) -> list[str]:
+    return [_cell(x) for x in (e.id, e.at, e.actor, e.action, e.layer, e.feature_id,
+                               e.note, _dump(e.before), _dump(e.after))]
+
+
+@bp.get("/audit.csv")
+def audit_csv() -> ResponseReturnValue:
+    entries, _ = get_store().list_audit(**_filters(request.args.to_dict()),
+                                        limit=EXPORT_LIMIT)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", "at", "user", "action", "layer", "feature_id", "note", "before",
+                     "after"])
+    writer.writerows(_row(e) for e in entries)
+    # A BOM so that Excel opens the Vietnamese text as UTF-8.
+    return Response("\ufeff" + out.getvalue(), mimetype="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": "attachment; filename=audit.csv"})
