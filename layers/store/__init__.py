@@ -1,6 +1,15 @@
 """Stores keep layers, features and accounts. ``open_store`` picks one from a URL."""
 
-from .base import AuditEntry, Feature, FeaturePage, Layer, LayerVersion, Store, User
+from .base import (
+    AuditEntry,
+    Feature,
+    FeaturePage,
+    Layer,
+    LayerVersion,
+    PublicMap,
+    Store,
+    User,
+)
 from .sqlite import SQLiteStore
 
 
@@ -11,6 +20,6 @@ def open_store(url: str) -> Store:
 
 
 __all__ = [
-    "AuditEntry", "Feature", "FeaturePage", "Layer", "LayerVersion", "SQLiteStore", "Store",
-    "User", "open_store",
+    "AuditEntry", "Feature", "FeaturePage", "Layer", "LayerVersion", "PublicMap", "SQLiteStore",
+    "Store", "User", "open_store",
 ]

@@ -166,6 +166,28 @@ class StoredPhoto:
 
 
 @dataclass(frozen=True)
+class PublicMap:
+    """A read-only map for the city website: which public layers, where, which controls."""
+
+    slug: str
+    title: str
+    layers: tuple[str, ...]
+    bounds: tuple[float, float, float, float] | None = None
+    controls: tuple[str, ...] = ("fullscreen", "locate", "legend", "report")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"slug": self.slug, "title": self.title, "layers": list(self.layers),
+                "bounds": list(self.bounds) if self.bounds else None,
+                "controls": list(self.controls)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PublicMap:
+        bounds = data.get("bounds")
+        return cls(data["slug"], data["title"], tuple(data["layers"]),
+                   tuple(bounds) if bounds else None, tuple(data.get("controls", ())))
+
+
+@dataclass(frozen=True)
 class User:
     """An account. The password is only ever held as a hash."""
 
@@ -353,6 +375,28 @@ class Store(ABC):
     @abstractmethod
     def get_photo(self, photo_id: int) -> StoredPhoto:
         """One photo; raises FeatureNotFound."""
+
+    @abstractmethod
+    def save_public_map(self, public_map: PublicMap, *, actor: str = "system") -> None:
+        """Create or replace a public map's configuration."""
+
+    @abstractmethod
+    def get_public_map(self, slug: str) -> PublicMap:
+        """One public map; raises LayerNotFound."""
+
+    @abstractmethod
+    def list_public_maps(self) -> list[PublicMap]:
+        """All public maps, by slug."""
+
+    @abstractmethod
+    def create_report(self, slug: str, geometry: BaseGeometry, properties: dict[str, Any], *,
+                      code: str, contact: str = "", description: str = "",
+                      photo: tuple[str, int, int, bytes] | None = None) -> int:
+        """Store a citizen report (hotspot, private contact, photo) in one transaction."""
+
+    @abstractmethod
+    def find_report(self, code: str) -> tuple[str, int]:
+        """(layer, feature id) of the report with that reference code."""
 
     # Accounts
     @abstractmethod

@@ -45,7 +45,7 @@ from .base import (
 )
 from .sqlite_records import RECORDS_SCHEMA, RecordsMixin
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
     id INTEGER PRIMARY KEY,

@@ -13,9 +13,13 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import orjson
+from shapely.geometry.base import BaseGeometry
 
-from ..errors import FeatureNotFound, InvalidFeature
-from .base import AuditEntry, Inspection, StoredPhoto
+from ..errors import FeatureNotFound, InvalidFeature, LayerNotFound
+from .base import AuditEntry, Inspection, PublicMap, StoredPhoto
+
+# The audit log's and timeline's name for reports from the public map.
+CITIZEN = "citizen"
 
 RECORDS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -41,6 +45,18 @@ CREATE TABLE IF NOT EXISTS inspections (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS inspections_feature ON inspections(layer, feature_id);
+CREATE TABLE IF NOT EXISTS public_maps (
+    slug TEXT PRIMARY KEY,
+    config TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reports (
+    code TEXT PRIMARY KEY,
+    layer TEXT NOT NULL,
+    feature_id INTEGER NOT NULL,
+    contact TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS photos (
     id INTEGER PRIMARY KEY,
     inspection_id INTEGER NOT NULL REFERENCES inspections(id) ON DELETE CASCADE,
@@ -62,6 +78,8 @@ class RecordsMixin:
     _tx: Callable[[], AbstractContextManager[sqlite3.Connection]]
     _con: Callable[[], sqlite3.Connection]
     _feature_row: Callable[[sqlite3.Connection, str, int], sqlite3.Row]
+    _layer_row: Callable[[sqlite3.Connection, str], sqlite3.Row]
+    _insert_many: Callable[..., list[int]]
 
     @staticmethod
     def _audit(con: sqlite3.Connection, actor: str, action: str, *, layer: str | None = None,
@@ -147,6 +165,61 @@ class RecordsMixin:
                        tuple(int(p) for p in (r["photo_ids"] or "").split(",") if p))
             for r in rows
         ]
+
+    def save_public_map(self, public_map: PublicMap, *, actor: str = "system") -> None:
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        config = public_map.to_dict()
+        with self._tx() as con:
+            old = con.execute("SELECT config FROM public_maps WHERE slug = ?",
+                              (public_map.slug,)).fetchone()
+            con.execute(
+                "INSERT INTO public_maps (slug, config, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT(slug) DO UPDATE SET config = excluded.config,"
+                " updated_at = excluded.updated_at",
+                (public_map.slug, _json(config), now),
+            )
+            self._audit(con, actor, "public_map.save", at=now, after=config,
+                        before=None if old is None else orjson.loads(old["config"]))
+
+    def get_public_map(self, slug: str) -> PublicMap:
+        row = self._con().execute("SELECT config FROM public_maps WHERE slug = ?",
+                                  (slug,)).fetchone()
+        if row is None:
+            raise LayerNotFound(f"No public map named {slug!r}")
+        return PublicMap.from_dict(orjson.loads(row["config"]))
+
+    def list_public_maps(self) -> list[PublicMap]:
+        rows = self._con().execute("SELECT config FROM public_maps ORDER BY slug")
+        return [PublicMap.from_dict(orjson.loads(r["config"])) for r in rows]
+
+    def create_report(self, slug: str, geometry: BaseGeometry, properties: dict[str, Any], *,
+                      code: str, contact: str = "", description: str = "",
+                      photo: tuple[str, int, int, bytes] | None = None) -> int:
+        """A citizen's report: the hotspot, its private contact row and its photo, at once."""
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        with self._tx() as con:
+            row = self._layer_row(con, slug)
+            [feature_id] = self._insert_many(con, row, [(geometry, properties)], now)
+            con.execute("INSERT INTO reports (code, layer, feature_id, contact, created_at)"
+                        " VALUES (?, ?, ?, ?, ?)", (code, slug, feature_id, contact, now))
+            if description or photo:
+                cur = con.execute(
+                    "INSERT INTO inspections (layer, feature_id, inspected_on, inspector,"
+                    " finding, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (slug, feature_id, now[:10], CITIZEN, description or "—", now))
+                if photo:
+                    con.execute("INSERT INTO photos (inspection_id, mime, width, height, data)"
+                                " VALUES (?, ?, ?, ?, ?)", (cur.lastrowid, *photo))
+            self._audit(con, CITIZEN, "report.create", layer=slug, feature_id=feature_id,
+                        after={"properties": properties, "code": code}, at=now)
+        return feature_id
+
+    def find_report(self, code: str) -> tuple[str, int]:
+        row = self._con().execute("SELECT layer, feature_id FROM reports WHERE code = ?",
+                                  (code,)).fetchone()
+        if row is None:
+            raise FeatureNotFound(f"No report with the code {code!r}")
+        return row["layer"], row["feature_id"]
 
     def get_photo(self, photo_id: int) -> StoredPhoto:
         row = self._con().execute(
