@@ -21,6 +21,7 @@ from . import (
     i18n,
     inspector,
     manage,
+    public,
     security,
 )
 from .config import DefaultConfig
@@ -55,6 +56,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(manage.bp)
     app.register_blueprint(hotspots.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(public.bp)
     app.register_blueprint(manage.api_bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     return app

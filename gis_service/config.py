@@ -44,5 +44,10 @@ class DefaultConfig:
     # Number of reverse proxies in front of the app whose X-Forwarded-For is trusted
     # (0: none). Without it, rate limits would see every client as the proxy.
     PROXY_FIX_X_FOR = 0
+    # Who may show /embed/<map> and /public in an iframe: the CSP frame-ancestors sources,
+    # e.g. "'self' https://dongxoai.binhphuoc.gov.vn". The rest of the app cannot be framed.
+    EMBED_FRAME_ANCESTORS = "'self'"
+    # Hotspot layer that citizen reports go to (default: the first hotspot layer).
+    REPORT_LAYER: str | None = None
     # Page size the map uses when it fetches features from the API.
     MAP_PAGE_SIZE = 5000

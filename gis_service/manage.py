@@ -198,6 +198,18 @@ def versions(slug: str) -> ResponseReturnValue:
                            versions=store.list_versions(slug))
 
 
+@bp.post("/<slug>/settings")
+def settings(slug: str) -> ResponseReturnValue:
+    """Title, public flag and internal fields of an existing layer."""
+    form = request.form.to_dict()
+    get_store().update_layer(
+        slug, title=form.get("title", ""), public=form.get("public") == "on",
+        private_fields=[k.removeprefix("private_") for k in form if k.startswith("private_")],
+        actor=current_user.get_id())
+    flash(_("Layer settings saved."), "ok")
+    return redirect(url_for(".versions", slug=slug))
+
+
 @bp.post("/<slug>/versions/<int:version>/restore")
 def restore(slug: str, version: int) -> ResponseReturnValue:
     new = get_store().restore_version(slug, version, actor=current_user.get_id())

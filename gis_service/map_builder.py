@@ -52,6 +52,10 @@ class MapSettings:
     page_size: int
     # Form for a new hotspot at a point (``?lat=&lon=`` appended), when the user may add.
     add_url: str | None = None
+    # Which controls to show (a public map may leave some out).
+    controls: tuple[str, ...] = ("fullscreen", "locate", "legend")
+    # Clicking the map fills the form fields #lat and #lon (the citizen report form).
+    pick_location: bool = False
 
 
 class DataLoader(MacroElement):
@@ -154,12 +158,15 @@ def build_map(layers: list[MapLayer], settings: MapSettings) -> folium.Map:
             group = folium.FeatureGroup(name=name, show=ml.show)
         group.add_to(m)
         groups[ml.layer.slug] = group.get_name()
-    folium.plugins.Fullscreen(
-        title=settings.messages["fullscreen"], title_cancel=settings.messages["exit_fullscreen"]
-    ).add_to(m)
-    folium.plugins.LocateControl(
-        strings={"title": settings.messages["locate"]}, flyTo=True
-    ).add_to(m)
+    if "fullscreen" in settings.controls:
+        folium.plugins.Fullscreen(
+            title=settings.messages["fullscreen"],
+            title_cancel=settings.messages["exit_fullscreen"],
+        ).add_to(m)
+    if "locate" in settings.controls:
+        folium.plugins.LocateControl(
+            strings={"title": settings.messages["locate"]}, flyTo=True
+        ).add_to(m)
     folium.LayerControl(collapsed=True).add_to(m)
     config = {
         # Fitted by the script without animation, so the first fetch is for the final view.
@@ -169,6 +176,8 @@ def build_map(layers: list[MapLayer], settings: MapSettings) -> folium.Map:
         "messages": settings.messages,
         "page_size": settings.page_size,
         "add_url": settings.add_url,
+        "legend": "legend" in settings.controls,
+        "pick_location": settings.pick_location,
         "lang": settings.lang,
     }
     DataLoader(groups, config).add_to(m)

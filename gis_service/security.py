@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, current_app, g, request
 from flask_wtf.csrf import CSRFProtect
 
 csrf = CSRFProtect()
@@ -34,8 +34,14 @@ def _tile_origin() -> str:
     return f"{parts.scheme}://{host}"
 
 
+# Pages the city website may show in an iframe; everything else refuses to be framed.
+FRAMEABLE = {"public.index", "public.embed"}
+
+
 def set_security_headers(response: Response) -> Response:
     nonce = g.get("csp_nonce")
+    frameable = request.endpoint in FRAMEABLE
+    ancestors = current_app.config["EMBED_FRAME_ANCESTORS"] if frameable else "'none'"
     script_src = f"'self' 'nonce-{nonce}'" if nonce else "'self'"
     response.headers["Content-Security-Policy"] = "; ".join(
         [
@@ -47,12 +53,13 @@ def set_security_headers(response: Response) -> Response:
             "object-src 'none'",
             "base-uri 'self'",
             "form-action 'self'",
-            "frame-ancestors 'none'",
+            f"frame-ancestors {ancestors}",
         ]
     )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
-    response.headers["X-Frame-Options"] = "DENY"
+    if not frameable:
+        response.headers["X-Frame-Options"] = "DENY"
     return response
 
 

@@ -287,6 +287,12 @@ class Store(ABC):
         """Return a layer; raises LayerNotFound."""
 
     @abstractmethod
+    def update_layer(self, slug: str, *, title: str | None = None, public: bool | None = None,
+                     private_fields: Iterable[str] | None = None, actor: str = "system"
+                     ) -> Layer:
+        """Change a layer's title, public flag or which of its fields stay internal."""
+
+    @abstractmethod
     def list_layers(self, *, public_only: bool = False) -> list[Layer]:
         """All layers, in creation order."""
 

@@ -13,6 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +218,34 @@ class SQLiteStore(RecordsMixin, Store):
 
     def get_layer(self, slug: str) -> Layer:
         return self._to_layer(self._layer_row(self._con(), slug))
+
+    def update_layer(self, slug: str, *, title: str | None = None, public: bool | None = None,
+                     private_fields: Iterable[str] | None = None, actor: str = "system"
+                     ) -> Layer:
+        now = _now()
+        with self._tx() as con:
+            before = self._to_layer(self._layer_row(con, slug))
+            fields = before.fields
+            if private_fields is not None:
+                private = set(private_fields)
+                unknown = sorted(private - {f.name for f in fields})
+                if unknown:
+                    raise InvalidFeature(f"Layer {slug!r} has no field(s) {', '.join(unknown)}")
+                fields = tuple(replace(f, public=f.name not in private) for f in fields)
+            new_title = before.title if title is None else title.strip()
+            if not new_title:
+                raise InvalidFeature("A layer needs a title")
+            new_public = before.public if public is None else public
+            con.execute(
+                "UPDATE layers SET title = ?, public = ?, fields = ?, updated_at = ?"
+                " WHERE slug = ?",
+                (new_title, int(new_public),
+                 json.dumps([f.to_dict() for f in fields], ensure_ascii=False), now, slug),
+            )
+            after = self._to_layer(self._layer_row(con, slug))
+            self._audit(con, actor, "layer.update", layer=slug, at=now,
+                        before=before.to_dict(), after=after.to_dict())
+        return after
 
     def list_layers(self, *, public_only: bool = False) -> list[Layer]:
         rows = self._con().execute(

@@ -211,6 +211,20 @@
     control.addTo(map);
   }
 
+  // The report form: a click (or the browser's location) fills #lat and #lon.
+  function pickLocation(map) {
+    var marker = null;
+    var lat = document.getElementById('lat'), lon = document.getElementById('lon');
+    function place(latlng) {
+      if (marker) { marker.setLatLng(latlng); } else { marker = L.marker(latlng).addTo(map); }
+      lat.value = latlng.lat.toFixed(6);
+      lon.value = latlng.lng.toFixed(6);
+    }
+    map.on('click', function (e) { place(e.latlng); });
+    map.on('locationfound', function (e) { place(e.latlng); });
+    if (lat.value && lon.value) { place(L.latLng(Number(lat.value), Number(lon.value))); }
+  }
+
   function showCount(slug, text) {
     document.querySelectorAll('.gis-legend-count').forEach(function (node) {
       if (node.dataset.slug === slug) { node.textContent = text; }
@@ -234,7 +248,8 @@
       var loaded = {};
       var controller = null;
       map.fitBounds(cfg.bounds, { animate: false });
-      addLegend(map, cfg);
+      if (cfg.legend && cfg.layers.length) { addLegend(map, cfg); }
+      if (cfg.pick_location) { pickLocation(map); }
 
       async function refresh() {
         var view = clampBounds(map.getBounds().pad(0.25));

@@ -1,0 +1,251 @@
+"""The public side: read-only maps for the city website, their data, citizen reports.
+
+No login. Only layers marked public, only their public fields, and for hotspots only
+those an inspector has verified ("so that the people know and supervise", plan II.5).
+Data answers carry an ETag and Cache-Control so a reverse proxy can cache them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+import orjson
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from shapely.geometry import Point
+
+from layers.errors import FeatureNotFound, InvalidFeature, InvalidUpload, LayerNotFound
+from layers.kinds import KINDS, FieldDef
+from layers.photos import sanitise_photo
+from layers.query import MAX_LIMIT, FeatureQuery, parse_query
+from layers.store import Feature, Layer, PublicMap
+
+from .inspector import map_messages, ward_index
+from .map_builder import MapLayer, MapSettings, build_map, render_parts
+from .ratelimit import Limit, client_key, limiter, too_many
+from .security import csp_nonce
+from .store_access import get_store
+
+bp = Blueprint("public", __name__)
+
+# Hotspots the public sees: verified ones, whatever happened to them after.
+PUBLIC_STATUSES = ("verified", "in_progress", "resolved")
+DEFAULT_MAP = "default"  # the public map shown at /public
+REPORT_LIMITS = (("report", Limit(5, 10 * 60)), ("report-day", Limit(20, 24 * 3600)))
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read over the phone
+
+
+def public_fields(layer: Layer) -> tuple[FieldDef, ...]:
+    return tuple(f for f in layer.fields if f.public)
+
+
+def public_map(slug: str) -> PublicMap:
+    """A configured public map; ``default`` falls back to every public layer."""
+    store = get_store()
+    try:
+        return store.get_public_map(slug)
+    except LayerNotFound:
+        if slug != DEFAULT_MAP:
+            raise
+    layers = tuple(la.slug for la in store.list_layers(public_only=True))
+    return PublicMap(DEFAULT_MAP, _("Environmental map of Đồng Xoài"), layers)
+
+
+def public_layer(map_slug: str, layer_slug: str) -> Layer:
+    """A layer shown on that public map, and public; anything else is "not found"."""
+    if layer_slug not in public_map(map_slug).layers:
+        abort(404)
+    layer = get_store().get_layer(layer_slug)
+    if not layer.public:
+        abort(404)
+    return layer
+
+
+def public_json(layer: Layer, feature: Feature) -> dict:
+    names = [f.name for f in public_fields(layer)]
+    return feature.to_geojson(tuple(names))
+
+
+def visible(layer: Layer, feature: Feature) -> bool:
+    return layer.kind != "hotspot" or feature.properties.get("status") in PUBLIC_STATUSES
+
+
+def cached(body: dict) -> ResponseReturnValue:
+    """JSON with a content ETag: a proxy or browser revalidates instead of refetching."""
+    data = orjson.dumps(body)
+    etag = hashlib.sha256(data).hexdigest()[:32]
+    headers = {"ETag": f'"{etag}"', "Cache-Control": "public, max-age=60",
+               "Vary": "Accept-Language"}
+    if request.if_none_match.contains(etag):
+        return "", 304, headers
+    return current_app.response_class(data, mimetype="application/geo+json", headers=headers)
+
+
+@bp.get("/public/api/<map_slug>/layers/<layer_slug>/features")
+def features(map_slug: str, layer_slug: str) -> ResponseReturnValue:
+    layer = public_layer(map_slug, layer_slug)
+    args = request.args.to_dict(flat=False)
+    query = parse_query({k: v for k, v in args.items() if k in ("bbox", "limit", "offset")},
+                        public_fields(layer))
+    if layer.kind == "hotspot":
+        query = FeatureQuery(query.bbox, query.limit, query.offset,
+                             {"status": PUBLIC_STATUSES})
+    page = get_store().query_features(layer_slug, query)
+    return cached({
+        "type": "FeatureCollection",
+        "features": [public_json(layer, f) for f in page.features],
+        "numberMatched": page.matched,
+        "numberReturned": len(page.features),
+    })
+
+
+@bp.get("/public/api/<map_slug>/layers/<layer_slug>/features/<int:feature_id>")
+def feature(map_slug: str, layer_slug: str, feature_id: int) -> ResponseReturnValue:
+    layer = public_layer(map_slug, layer_slug)
+    found = get_store().get_feature(layer_slug, feature_id)
+    if not visible(layer, found):
+        abort(404)
+    return cached(public_json(layer, found))
+
+
+def render_public(config: PublicMap) -> ResponseReturnValue:
+    store = get_store()
+    public = {la.slug: la for la in store.list_layers(public_only=True)}
+    layers = [public[s] for s in config.layers if s in public]
+    map_layers = [
+        MapLayer(Layer(la.slug, la.title, la.kind, la.geometry_type, True, la.style,
+                       public_fields(la)),
+                 url_for(".features", map_slug=config.slug, layer_slug=la.slug))
+        for la in layers
+    ]
+    extents = [e for e in (store.extent(la.slug) for la in layers) if e]
+    bounds = config.bounds or (
+        (min(e[0] for e in extents), min(e[1] for e in extents),
+         max(e[2] for e in extents), max(e[3] for e in extents)) if extents
+        else tuple(current_app.config["CITY_BOUNDS"]))
+    settings = MapSettings(
+        bounds=bounds, lang=str(get_locale() or "vi"),
+        tile_url=current_app.config["TILE_URL"],
+        tile_attribution=current_app.config["TILE_ATTRIBUTION"],
+        messages=map_messages(), ward_names=ward_names(), page_size=MAX_LIMIT,
+        controls=config.controls,
+    )
+    parts = render_parts(build_map(map_layers, settings), csp_nonce())
+    illustrative = any("(minh hoạ)" in la.title for la in layers)
+    return render_template("public.html", parts=parts, config=config,
+                           illustrative=illustrative, can_report=report_layer() is not None
+                           and "report" in config.controls)
+
+
+def ward_names() -> dict[str, str]:
+    store = get_store()
+    return ward_index(store, store.list_layers())[0]
+
+
+@bp.get("/public")
+def index() -> ResponseReturnValue:
+    return render_public(public_map(DEFAULT_MAP))
+
+
+@bp.get("/embed/<slug>")
+def embed(slug: str) -> ResponseReturnValue:
+    return render_public(public_map(slug))
+
+
+# -- citizen reports -------------------------------------------------------------------
+def report_layer() -> Layer | None:
+    """The hotspot layer reports go to: REPORT_LAYER, or the first hotspot layer."""
+    store = get_store()
+    wanted = current_app.config.get("REPORT_LAYER")
+    for layer in store.list_layers():
+        if layer.kind == "hotspot" and (not wanted or layer.slug == wanted):
+            return layer
+    return None
+
+
+def ward_of(point: Point) -> str | None:
+    store = get_store()
+    box = FeatureQuery(bbox=(point.x, point.y, point.x, point.y), limit=50)
+    for layer in store.list_layers():
+        if layer.kind == "ward":
+            for f in store.query_features(layer.slug, box).features:
+                if f.geometry.contains(point):
+                    return str(f.properties.get("code"))
+    return None
+
+
+def render_report(form: dict[str, str], status: int = 200, error: str = ""
+                  ) -> ResponseReturnValue:
+    settings = MapSettings(
+        bounds=tuple(current_app.config["CITY_BOUNDS"]), lang=str(get_locale() or "vi"),
+        tile_url=current_app.config["TILE_URL"],
+        tile_attribution=current_app.config["TILE_ATTRIBUTION"], messages=map_messages(),
+        ward_names={}, page_size=MAX_LIMIT, controls=("locate",), pick_location=True,
+    )
+    parts = render_parts(build_map([], settings), csp_nonce())
+    return render_template("report.html", parts=parts, form=form, error=error,
+                           categories=KINDS["hotspot"].field("category").choices), status
+
+
+@bp.route("/public/report", methods=["GET", "POST"])
+def report() -> ResponseReturnValue:
+    layer = report_layer()
+    if layer is None:
+        abort(404)
+    if request.method == "GET":
+        return render_report({})
+    form = request.form.to_dict()
+    if form.get("website"):  # the honeypot: people never see this field, bots fill it
+        return render_template("report_done.html", code=None)
+    rl = limiter()
+    for scope, limit in REPORT_LIMITS:
+        key = client_key(scope)
+        if not rl.hit(key, limit):
+            return too_many(rl.retry_after(key, limit))
+    try:
+        point = Point(float(form.get("lon", "")), float(form.get("lat", "")))
+    except ValueError:
+        return render_report(form, 400, _("Choose the place on the map (or use your location)."))
+    category = form.get("category", "")
+    choice = KINDS["hotspot"].field("category").choice(category)
+    if choice is None:
+        return render_report(form, 400, _("Choose what kind of problem it is."))
+    description = form.get("description", "").strip()[:2000]
+    if not description:
+        return render_report(form, 400, _("Describe what you saw."))
+    photo = None
+    upload = request.files.get("photo")
+    try:
+        if upload and upload.filename:
+            p = sanitise_photo(upload.read())
+            photo = (p.mime, p.width, p.height, p.data)
+        code = "PA-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(8))
+        props = {"name": f"{choice.vi} – {_('citizen report')}", "category": category,
+                 "severity": 1, "status": "reported",
+                 "reported_at": dt.date.today().isoformat(), "source": "citizen",
+                 "ward": ward_of(point)}
+        get_store().create_report(layer.slug, point, props, code=code,
+                                  contact=form.get("contact", "").strip()[:300],
+                                  description=description, photo=photo)
+    except (InvalidFeature, InvalidUpload) as exc:
+        return render_report(form, 400, exc.message)
+    return redirect(url_for(".report_status", code=code))
+
+
+@bp.get("/public/report/<code>")
+def report_status(code: str) -> ResponseReturnValue:
+    store = get_store()
+    try:
+        slug, feature_id = store.find_report(code.strip().upper())
+        found = store.get_feature(slug, feature_id)
+    except (FeatureNotFound, LayerNotFound):
+        abort(404)
+    hotspot = KINDS["hotspot"]
+    return render_template("report_done.html", code=code.upper(), feature=found,
+                           status=hotspot.field("status").choice(found.properties["status"]),
+                           category=hotspot.field("category").choice(
+                               found.properties["category"]))
