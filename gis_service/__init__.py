@@ -22,6 +22,7 @@ from . import (
     inspector,
     manage,
     public,
+    public_maps,
     security,
 )
 from .config import DefaultConfig
@@ -57,6 +58,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(hotspots.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(public.bp)
+    app.register_blueprint(public_maps.bp)
     app.register_blueprint(manage.api_bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     return app
