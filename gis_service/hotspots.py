@@ -23,7 +23,7 @@ from layers.store import Feature, Layer
 from layers.workflow import move_status, next_statuses, timeline
 
 from .auth import require_role
-from .inspector import ward_index
+from .map_pages import ward_index
 from .store_access import get_store
 
 bp = Blueprint("hotspots", __name__, url_prefix="/hotspots")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
-from flask_babel import gettext as _
 from flask_login import login_required
 
 from layers.errors import InvalidQuery
@@ -13,8 +12,8 @@ from layers.kinds import KINDS
 from layers.query import MAX_LIMIT, filter_params, parse_query
 from layers.store import Layer, Store
 
-from .map_builder import MapLayer, MapSettings, build_map, render_parts
-from .security import csp_nonce
+from .map_builder import MapLayer
+from .map_pages import render_map, ward_index
 from .store_access import get_store
 
 bp = Blueprint("inspector", __name__)
@@ -23,24 +22,6 @@ bp = Blueprint("inspector", __name__)
 PAGE_PARAMS = ("lang",)
 # Hotspot vocabularies offered as select boxes in the filter panel.
 HOTSPOT_FILTERS = ("status", "category", "severity")
-
-
-def map_messages() -> dict[str, str]:
-    """UI strings the map script shows, in the current language."""
-    return {
-        "basemap": _("Basemap"),
-        "fullscreen": _("Full screen"),
-        "exit_fullscreen": _("Exit full screen"),
-        "locate": _("Show my location"),
-        "legend": _("Legend"),
-        "loading": _("Loading…"),
-        "load_error": _("Could not load layer"),
-        "yes": _("Yes"),
-        "no": _("No"),
-        "shown": _("shown"),
-        "details": _("Details and history"),
-        "add_here": _("Add a hotspot here"),
-    }
 
 
 def split_filters(
@@ -63,21 +44,6 @@ def split_filters(
     if unknown:
         raise InvalidQuery(f"Unknown map filter(s): {', '.join(unknown)}")
     return filters, per_layer
-
-
-def ward_index(store: Store, layers: list[Layer]) -> tuple[dict[str, str], dict[str, tuple]]:
-    """Names and bounds of every ward, by code, from all ward-kind layers."""
-    names: dict[str, str] = {}
-    bounds: dict[str, tuple] = {}
-    for layer in layers:
-        if layer.kind != "ward":
-            continue
-        page = store.query_features(layer.slug, parse_query({"limit": ["10000"]}, ()))
-        for f in page.features:
-            code = str(f.properties.get("code", ""))
-            names[code] = f.properties.get("name", code)
-            bounds[code] = f.geometry.bounds
-    return names, bounds
 
 
 def map_bounds(store: Store, layers: list[Layer]) -> tuple[float, float, float, float]:
@@ -127,18 +93,9 @@ def map_page() -> ResponseReturnValue:
         for la in layers
     ]
     hotspot_layers = [la for la in layers if la.kind == "hotspot"]
-    settings = MapSettings(
-        bounds=bounds,
-        lang=lang,
-        tile_url=current_app.config["TILE_URL"],
-        tile_attribution=current_app.config["TILE_ATTRIBUTION"],
-        messages=map_messages(),
-        ward_names=ward_names,
-        page_size=min(current_app.config["MAP_PAGE_SIZE"], MAX_LIMIT),
-        add_url=url_for("hotspots.new", slug=hotspot_layers[0].slug) if hotspot_layers else None,
-    )
-    parts = render_parts(build_map(map_layers, settings), csp_nonce())
-    add_url = settings.add_url
+    add_url = url_for("hotspots.new", slug=hotspot_layers[0].slug) if hotspot_layers else None
+    parts = render_map(map_layers, bounds, ward_names=ward_names, add_url=add_url,
+                       page_size=min(current_app.config["MAP_PAGE_SIZE"], MAX_LIMIT))
     return render_template(
         "map.html",
         parts=parts,

@@ -18,7 +18,6 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -32,9 +31,8 @@ from layers.store import Layer
 
 from .auth import require_role
 from .importing import preview_json, read_options, run_preview
-from .inspector import map_messages
-from .map_builder import MapLayer, MapSettings, build_map, render_parts
-from .security import csp_nonce
+from .map_builder import MapLayer
+from .map_pages import render_map
 from .store_access import get_store
 from .uploads import discard_upload, get_upload, save_upload
 
@@ -89,16 +87,8 @@ def preview_map(preview: Preview, token: str, options: ReadOptions) -> dict[str,
     layers.append(MapLayer(layer, url, {k: [v] for k, v in option_args(options).items()},
                            detail=False))
     minx, miny, maxx, maxy = preview.frame.total_bounds
-    settings = MapSettings(
-        bounds=(float(minx), float(miny), float(maxx), float(maxy)),
-        lang=str(get_locale() or "vi"),
-        tile_url=current_app.config["TILE_URL"],
-        tile_attribution=current_app.config["TILE_ATTRIBUTION"],
-        messages=map_messages(),
-        ward_names={},
-        page_size=PREVIEW_MAP_FEATURES,
-    )
-    return render_parts(build_map(layers, settings), csp_nonce())
+    return render_map(layers, (float(minx), float(miny), float(maxx), float(maxy)),
+                      page_size=PREVIEW_MAP_FEATURES)
 
 
 def crs_sources() -> dict[str, str]:

@@ -14,20 +14,18 @@ import secrets
 import orjson
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_babel import get_locale
 from flask_babel import gettext as _
 from shapely.geometry import Point
 
 from layers.errors import FeatureNotFound, InvalidFeature, InvalidUpload, LayerNotFound
 from layers.kinds import KINDS, FieldDef
 from layers.photos import sanitise_photo
-from layers.query import MAX_LIMIT, FeatureQuery, parse_query
+from layers.query import FeatureQuery, parse_query
 from layers.store import Feature, Layer, PublicMap
 
-from .inspector import map_messages, ward_index
-from .map_builder import MapLayer, MapSettings, build_map, render_parts
+from .map_builder import MapLayer
+from .map_pages import render_map, ward_index
 from .ratelimit import Limit, client_key, limiter, too_many
-from .security import csp_nonce
 from .store_access import get_store
 
 bp = Blueprint("public", __name__)
@@ -127,14 +125,7 @@ def render_public(config: PublicMap) -> ResponseReturnValue:
         (min(e[0] for e in extents), min(e[1] for e in extents),
          max(e[2] for e in extents), max(e[3] for e in extents)) if extents
         else tuple(current_app.config["CITY_BOUNDS"]))
-    settings = MapSettings(
-        bounds=bounds, lang=str(get_locale() or "vi"),
-        tile_url=current_app.config["TILE_URL"],
-        tile_attribution=current_app.config["TILE_ATTRIBUTION"],
-        messages=map_messages(), ward_names=ward_names(), page_size=MAX_LIMIT,
-        controls=config.controls,
-    )
-    parts = render_parts(build_map(map_layers, settings), csp_nonce())
+    parts = render_map(map_layers, bounds, ward_names=ward_names(), controls=config.controls)
     illustrative = any("(minh hoạ)" in la.title for la in layers)
     return render_template("public.html", parts=parts, config=config,
                            illustrative=illustrative, can_report=report_layer() is not None
@@ -180,13 +171,8 @@ def ward_of(point: Point) -> str | None:
 
 def render_report(form: dict[str, str], status: int = 200, error: str = ""
                   ) -> ResponseReturnValue:
-    settings = MapSettings(
-        bounds=tuple(current_app.config["CITY_BOUNDS"]), lang=str(get_locale() or "vi"),
-        tile_url=current_app.config["TILE_URL"],
-        tile_attribution=current_app.config["TILE_ATTRIBUTION"], messages=map_messages(),
-        ward_names={}, page_size=MAX_LIMIT, controls=("locate",), pick_location=True,
-    )
-    parts = render_parts(build_map([], settings), csp_nonce())
+    parts = render_map([], tuple(current_app.config["CITY_BOUNDS"]), controls=("locate",),
+                       pick_location=True)
     return render_template("report.html", parts=parts, form=form, error=error,
                            categories=KINDS["hotspot"].field("category").choices), status
 

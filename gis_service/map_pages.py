@@ -1,0 +1,68 @@
+"""What every map page shares: the Folium shell with the app's settings, UI strings, wards.
+
+The inspector map, the import preview, the public maps and the report form all render
+through ``render_map``, so tiles, language and the CSP nonce are handled in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from flask_babel import get_locale
+from flask_babel import gettext as _
+
+from layers.query import MAX_LIMIT, parse_query
+from layers.store import Layer, Store
+
+from .map_builder import MapLayer, MapSettings, build_map, render_parts
+from .security import csp_nonce
+
+
+def map_messages() -> dict[str, str]:
+    """UI strings the map script shows, in the current language."""
+    return {
+        "basemap": _("Basemap"),
+        "fullscreen": _("Full screen"),
+        "exit_fullscreen": _("Exit full screen"),
+        "locate": _("Show my location"),
+        "legend": _("Legend"),
+        "loading": _("Loading…"),
+        "load_error": _("Could not load layer"),
+        "yes": _("Yes"),
+        "no": _("No"),
+        "shown": _("shown"),
+        "details": _("Details and history"),
+        "add_here": _("Add a hotspot here"),
+    }
+
+
+def ward_index(store: Store, layers: list[Layer]) -> tuple[dict[str, str], dict[str, tuple]]:
+    """Names and bounds of every ward, by code, from all ward-kind layers."""
+    names: dict[str, str] = {}
+    bounds: dict[str, tuple] = {}
+    for layer in layers:
+        if layer.kind != "ward":
+            continue
+        page = store.query_features(layer.slug, parse_query({"limit": ["10000"]}, ()))
+        for f in page.features:
+            code = str(f.properties.get("code", ""))
+            names[code] = f.properties.get("name", code)
+            bounds[code] = f.geometry.bounds
+    return names, bounds
+
+
+def render_map(layers: list[MapLayer], bounds: tuple[float, float, float, float],
+               **options: Any) -> dict[str, str]:
+    """Folium's header, body and script for a page, with the app's tiles and language."""
+    settings = MapSettings(
+        bounds=bounds,
+        lang=str(get_locale() or "vi"),
+        tile_url=current_app.config["TILE_URL"],
+        tile_attribution=current_app.config["TILE_ATTRIBUTION"],
+        messages=map_messages(),
+        ward_names=options.pop("ward_names", {}),
+        page_size=options.pop("page_size", MAX_LIMIT),
+        **options,
+    )
+    return render_parts(build_map(layers, settings), csp_nonce())
