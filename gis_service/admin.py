@@ -51,7 +51,7 @@ def audit() -> ResponseReturnValue:
     offset = _offset(args)
     entries, total = get_store().list_audit(**_filters(args), limit=PAGE, offset=offset)
     return render_template("audit.html", entries=entries, total=total, offset=offset,
-                           page=PAGE, args=args,
+                           page=PAGE, args=args, values=_values,
                            layers=[la.slug for la in get_store().list_layers()])
 
 
@@ -59,6 +59,13 @@ def _cell(value: object) -> str:
     """A CSV cell a spreadsheet will not run as a formula (=, +, -, @ are neutralised)."""
     text = "" if value is None else str(value)
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _values(value: object) -> str:
+    """Readable JSON of a change (a feature's properties), as text the page escapes."""
+    if isinstance(value, dict) and isinstance(value.get("properties"), dict):
+        value = value["properties"]
+    return "" if value is None else orjson.dumps(value).decode("utf-8")
 
 
 def _dump(value: object) -> str:
