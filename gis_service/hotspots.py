@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -23,7 +23,8 @@ from layers.store import Feature, Layer
 from layers.workflow import move_status, next_statuses, timeline
 
 from .auth import require_role
-from .map_pages import ward_index
+from .map_builder import MapLayer
+from .map_pages import render_map, ward_index
 from .store_access import get_store
 
 bp = Blueprint("hotspots", __name__, url_prefix="/hotspots")
@@ -173,10 +174,15 @@ def render_form(slug: str, *, feature: Feature | None = None,
         values.update(yours)
     changed = [f for f in EDITABLE if conflict and str(yours.get(f.name, "")) != str(
         (feature.properties if feature else {}).get(f.name, ""))]
+    store = get_store()
+    wards = [MapLayer(w, url_for("api.features", slug=w.slug)) for w in store.list_layers()
+             if w.kind == "ward"]
+    parts = render_map(wards, tuple(current_app.config["CITY_BOUNDS"]), controls=("locate",),
+                       pick_location=True)
     return render_template(
         "hotspot_form.html", layer=hotspot_layer(slug), feature=feature, fields=EDITABLE,
         values=values, yours=yours, conflict=conflict, changed=changed, error=error,
-        wards=sorted(ward_names().items(), key=lambda kv: kv[1]),
+        wards=sorted(ward_names().items(), key=lambda kv: kv[1]), parts=parts,
     ), status
 
 

@@ -122,7 +122,8 @@
           : { color: color, weight: 2, fillOpacity: 0.2, className: 'gis-shape-' + safeClass(layerCfg.slug) };
       },
       onEachFeature: function (feature, layer) {
-        bindPopup(layer, layerCfg, feature, cfg);
+        // On a map for picking a place, a click must pick, not open a popup.
+        if (!cfg.pick_location) { bindPopup(layer, layerCfg, feature, cfg); }
         if (layerCfg.polygons) {
           var name = (feature.properties || {})[layerCfg.title_field];
           layer.bindTooltip(el('span', null, name), {
@@ -222,7 +223,13 @@
     }
     map.on('click', function (e) { place(e.latlng); });
     map.on('locationfound', function (e) { place(e.latlng); });
-    if (lat.value && lon.value) { place(L.latLng(Number(lat.value), Number(lon.value))); }
+    function typed() {
+      var la = Number(lat.value), lo = Number(lon.value);
+      if (lat.value && lon.value && isFinite(la) && isFinite(lo)) { place(L.latLng(la, lo)); }
+    }
+    lat.addEventListener('change', typed);
+    lon.addEventListener('change', typed);
+    typed();
   }
 
   function showCount(slug, text) {
