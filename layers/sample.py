@@ -35,6 +35,10 @@ SAMPLE_LAYERS: dict[str, str] = {
     "places-of-worship": "place_of_worship",
 }
 
+# Shown on the public map out of the box, so /public has something to show; the other
+# sample layers stay internal, which shows the difference.
+PUBLIC_SAMPLE_LAYERS = frozenset({"wards", "hotspots"})
+
 SampleFeature = tuple[BaseGeometry, dict[str, Any]]
 
 # Hand-drawn approximation of the pre-2025 city outline (lon, lat), about 165 km².
@@ -254,7 +258,7 @@ def build_sample(seed: int = 2021) -> dict[str, list[SampleFeature]]:
 
 
 def load_sample(store: Store, *, seed: int = 2021, replace: bool = False) -> dict[str, int]:
-    """Create the sample layers (private) and fill them; never overwrite a layer unasked."""
+    """Create the sample layers (wards and hotspots public) and fill them; never overwrite."""
     data = build_sample(seed)
     existing = [layer.slug for layer in store.list_layers() if layer.slug in SAMPLE_LAYERS]
     if existing and not replace:
@@ -264,6 +268,7 @@ def load_sample(store: Store, *, seed: int = 2021, replace: bool = False) -> dic
     for slug in existing:
         store.delete_layer(slug)
     for slug, kind in SAMPLE_LAYERS.items():
-        store.create_layer(slug, f"{get_kind(kind).vi} (minh hoạ)", kind, public=False,
+        store.create_layer(slug, f"{get_kind(kind).vi} (minh hoạ)", kind,
+                           public=slug in PUBLIC_SAMPLE_LAYERS,
                            features=data[slug], note=ILLUSTRATIVE_NOTE_EN)
     return {slug: len(features) for slug, features in data.items()}

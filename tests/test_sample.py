@@ -225,7 +225,7 @@ def test_build_is_fast() -> None:
     assert time.perf_counter() - start < 1.0
 
 
-def test_load_sample_creates_private_illustrative_layers(tmp_path: Path, sample: dict) -> None:
+def test_load_sample_creates_illustrative_layers(tmp_path: Path, sample: dict) -> None:
     store = SQLiteStore(tmp_path / "s.sqlite")
     counts = load_sample(store)
     assert counts == {slug: len(features) for slug, features in sample.items()}
@@ -233,7 +233,7 @@ def test_load_sample_creates_private_illustrative_layers(tmp_path: Path, sample:
         layer = store.get_layer(slug)
         assert layer.kind == kind
         assert layer.title.endswith(" (minh hoạ)")
-        assert not layer.public
+        assert layer.public == (slug in {"wards", "hotspots"})
         assert store.count_features(slug) == counts[slug]
     assert store.get_layer("wards").title == "Ranh giới phường/xã (minh hoạ)"
 
