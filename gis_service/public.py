@@ -110,22 +110,32 @@ def feature(map_slug: str, layer_slug: str, feature_id: int) -> ResponseReturnVa
     return cached(public_json(layer, found))
 
 
-def render_public(config: PublicMap) -> ResponseReturnValue:
-    store = get_store()
-    public = {la.slug: la for la in store.list_layers(public_only=True)}
-    layers = [public[s] for s in config.layers if s in public]
-    map_layers = [
+def shown_layers(config: PublicMap) -> list[Layer]:
+    """The map's layers that are public now (a layer may have been made internal since)."""
+    public = {la.slug: la for la in get_store().list_layers(public_only=True)}
+    return [public[s] for s in config.layers if s in public]
+
+
+def map_layers(config: PublicMap, layers: list[Layer]) -> list[MapLayer]:
+    """Layers as the public map draws them: public fields only, from the public API."""
+    return [
         MapLayer(Layer(la.slug, la.title, la.kind, la.geometry_type, True, la.style,
                        public_fields(la)),
                  url_for(".features", map_slug=config.slug, layer_slug=la.slug))
         for la in layers
     ]
+
+
+def render_public(config: PublicMap) -> ResponseReturnValue:
+    store = get_store()
+    layers = shown_layers(config)
     extents = [e for e in (store.extent(la.slug) for la in layers) if e]
     bounds = config.bounds or (
         (min(e[0] for e in extents), min(e[1] for e in extents),
          max(e[2] for e in extents), max(e[3] for e in extents)) if extents
         else tuple(current_app.config["CITY_BOUNDS"]))
-    parts = render_map(map_layers, bounds, ward_names=ward_names(), controls=config.controls)
+    parts = render_map(map_layers(config, layers), bounds, ward_names=ward_names(),
+                       controls=config.controls)
     illustrative = any("(minh hoạ)" in la.title for la in layers)
     return render_template("public.html", parts=parts, config=config,
                            illustrative=illustrative, can_report=report_layer() is not None
@@ -171,7 +181,10 @@ def ward_of(point: Point) -> str | None:
 
 def render_report(form: dict[str, str], status: int = 200, error: str = ""
                   ) -> ResponseReturnValue:
-    parts = render_map([], tuple(current_app.config["CITY_BOUNDS"]), controls=("locate",),
+    # The public ward boundaries, for orientation while picking the place.
+    default = public_map(DEFAULT_MAP)
+    wards = map_layers(default, [la for la in shown_layers(default) if la.kind == "ward"])
+    parts = render_map(wards, tuple(current_app.config["CITY_BOUNDS"]), controls=("locate",),
                        pick_location=True)
     return render_template("report.html", parts=parts, form=form, error=error,
                            categories=KINDS["hotspot"].field("category").choices), status

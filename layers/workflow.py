@@ -88,4 +88,9 @@ def timeline(store: Store, slug: str, feature_id: int) -> list[TimelineEntry]:
     for i in store.list_inspections(slug, feature_id):
         out.append(TimelineEntry(i.created_at, i.inspector, "inspection",
                                  {"inspected_on": i.inspected_on}, i.finding, i.photo_ids))
+    if not any(t.kind == "created" for t in out):
+        # Imported in bulk: the feature itself still knows when it arrived.
+        feature = store.get_feature(slug, feature_id)
+        out.append(TimelineEntry(feature.created_at, "", "created",
+                                 {"status": feature.properties.get("status")}))
     return sorted(out, key=lambda t: t.at, reverse=True)

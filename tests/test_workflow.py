@@ -118,3 +118,13 @@ def test_inspections_with_photos_and_the_timeline(hot):
         store.add_inspection("hotspots", fid, inspected_on="05/03/2024", inspector="lan",
                              finding="x")
     assert len(store.list_inspections("hotspots", fid)) == 1
+
+
+def test_timeline_of_an_imported_hotspot_starts_when_it_arrived(store):
+    store.create_layer("hotspots", "Điểm nóng", "hotspot")
+    props = {"name": "Nhập", "category": "water", "severity": 1, "status": "verified",
+             "reported_at": "2023-01-01"}
+    ids = store.add_features("hotspots", [(Point(106.85, 11.52), props)] * 2)
+    [entry] = timeline(store, "hotspots", ids[0])
+    assert entry.kind == "created" and entry.summary == {"status": "verified"}
+    assert entry.at == store.get_feature("hotspots", ids[0]).created_at
