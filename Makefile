@@ -16,9 +16,10 @@ run: install                        ## install, load the sample city if empty, s
 	GIS_ENV_NAME=$${GIS_ENV_NAME:-development} $(BIN)/gis-service init
 	GIS_ENV_NAME=$${GIS_ENV_NAME:-development} $(BIN)/gis-service run --host $(HOST) --port $(PORT)
 
-test: install-test system-deps      ## install everything the tests need, lint, run the suite
+test: install-test system-deps      ## install everything the tests need, lint, run the suite on both stores
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
+	GIS_TEST_STORE=postgis $(BIN)/pytest $(PYTEST_ARGS)
 
 install: $(VENV)/.installed assets translations
 install-test: install $(VENV)/.installed-test
@@ -47,10 +48,13 @@ update-translations:                ## re-extract strings and merge them into th
 	$(BIN)/pybabel update -i messages.pot -d gis_service/translations --width 100
 	rm messages.pot
 
-system-deps:                        ## Debian's Chromium for the browser tests (never a download)
-	@if ! command -v chromium >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && $(APT) chromium; \
-	  else echo "Install Debian's chromium (apt-get install chromium) to run the browser tests"; exit 1; fi; \
+SYSTEM_PACKAGES := chromium postgresql postgresql-15-postgis-3 postgis
+
+system-deps:                        ## Debian's Chromium and PostgreSQL/PostGIS for the tests
+	@if ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	    || ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && $(APT) $(SYSTEM_PACKAGES); \
+	  else echo "Install Debian's $(SYSTEM_PACKAGES) (apt-get install) to run the tests"; exit 1; fi; \
 	fi
 
 lint:

@@ -13,7 +13,8 @@ class DefaultConfig:
     # "development" allows a throw-away SECRET_KEY; anything else requires GIS_SECRET_KEY.
     ENV_NAME = "production"
     SECRET_KEY: str | None = None
-    # SQLite file of the embedded store (or a sqlite:/// URL).
+    # The store: an SQLite file (or sqlite:/// URL), or PostGIS as a PostgreSQL URL or DSN
+    # (postgresql://user:password@host/dbname).
     DATABASE = str(Path.cwd() / "instance" / "gis.sqlite")
     # Basemap tiles; an empty string means no basemap (the map draws on a plain background).
     TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
@@ -39,8 +40,8 @@ class DefaultConfig:
     # The city's box (minLon, minLat, maxLon, maxLat): imports far outside it are flagged.
     CITY_BOUNDS = (106.755, 11.461, 106.933, 11.577)
     # SQLite file counting failed logins and public reports per client (shared by all
-    # gunicorn workers); default: ratelimit.sqlite beside DATABASE.
-    RATELIMIT_DB: str | None = None
+    # gunicorn workers of a host), whichever store holds the data.
+    RATELIMIT_DB = str(Path.cwd() / "instance" / "ratelimit.sqlite")
     # Number of reverse proxies in front of the app whose X-Forwarded-For is trusted
     # (0: none). Without it, rate limits would see every client as the proxy.
     PROXY_FIX_X_FOR = 0

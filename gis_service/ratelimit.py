@@ -94,10 +94,9 @@ class RateLimiter:
 
 
 def limiter() -> RateLimiter:
-    """The app's limiter on ``RATELIMIT_DB`` (default: ratelimit.sqlite beside the store)."""
+    """The app's limiter on the ``RATELIMIT_DB`` file."""
     if "gis_ratelimit" not in current_app.extensions:
-        store = Path(current_app.config["DATABASE"].removeprefix("sqlite:///"))
-        path = current_app.config.get("RATELIMIT_DB") or store.with_name("ratelimit.sqlite")
+        path = current_app.config["RATELIMIT_DB"]
         current_app.extensions.setdefault("gis_ratelimit", RateLimiter(path))
     return current_app.extensions["gis_ratelimit"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -11,13 +12,23 @@ from werkzeug.security import generate_password_hash
 
 from gis_service import create_app
 from layers.sample import load_sample
+from tests.pg_cluster import cluster
 
 PASSWORDS = {"admin": "admin-pass-1", "planner": "planner-pass-1", "inspector": "inspector-pass-1"}
 
 
+def test_database(db: Path) -> str:
+    """Where a test app keeps its data: the SQLite file ``db``, or a fresh PostGIS schema
+    when GIS_TEST_STORE=postgis (``make test`` runs the suite on both stores)."""
+    if os.environ.get("GIS_TEST_STORE") == "postgis":
+        return cluster().new_schema()
+    return str(db)
+
+
 def make_app(db: Path, **overrides: object) -> Flask:
     """An app on ``db`` with the sample city and one account per role."""
-    app = create_app({"TESTING": True, "DATABASE": str(db), "SECRET_KEY": "test-secret",
+    app = create_app({"TESTING": True, "DATABASE": test_database(db), "SECRET_KEY": "test-secret",
+                      "RATELIMIT_DB": str(db.parent / "ratelimit.sqlite"),
                       "UPLOAD_DIR": str(db.parent / "uploads"), **overrides})
     store = app.extensions["gis_store"]
     load_sample(store)

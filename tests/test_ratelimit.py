@@ -164,11 +164,11 @@ def test_expired_rows_are_pruned(rl: RateLimiter, db: Path, clock: FakeClock) ->
     assert rows(db) == 5
 
 
-def test_app_limiter_is_created_once_beside_the_store(app: Flask) -> None:
+def test_app_limiter_is_created_once_on_its_file(app: Flask) -> None:
     with app.app_context():
         first = limiter()
         assert limiter() is first
-        assert first.path == Path(app.config["DATABASE"]).with_name("ratelimit.sqlite")
+        assert first.path == Path(app.config["RATELIMIT_DB"])
 
 
 def test_app_limiter_uses_configured_path(app: Flask, tmp_path: Path) -> None:

@@ -10,16 +10,19 @@ from .base import (
     Store,
     User,
 )
+from .postgis import PostGISStore
 from .sqlite import SQLiteStore
 
 
 def open_store(url: str) -> Store:
-    """Open the store a configuration URL names (``sqlite:///path`` or a plain path)."""
-    path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
-    return SQLiteStore(path)
+    """Open the store a setting names: a PostgreSQL URL or DSN (``postgresql://…``,
+    ``host=… dbname=…``) for PostGIS, else an SQLite file (``sqlite:///path`` or a path)."""
+    if url.startswith(("postgresql://", "postgres://")) or "dbname=" in url:
+        return PostGISStore(url)
+    return SQLiteStore(url.removeprefix("sqlite:///"))
 
 
 __all__ = [
-    "AuditEntry", "Feature", "FeaturePage", "Layer", "LayerVersion", "PublicMap", "SQLiteStore",
-    "Store", "User", "open_store",
+    "AuditEntry", "Feature", "FeaturePage", "Layer", "LayerVersion", "PostGISStore",
+    "PublicMap", "SQLiteStore", "Store", "User", "open_store",
 ]

@@ -1,0 +1,691 @@
+"""The production store: PostgreSQL with PostGIS.
+
+Geometries live in a ``geometry(Geometry, 4326)`` column with a GiST index, properties
+in JSONB. Every write is one transaction on a pooled connection; the layer row is locked
+``FOR UPDATE`` first, so writers to one layer queue up as they do on SQLite.
+
+Semantics kept identical to ``SQLiteStore`` (the contract tests run against both):
+
+- ``bbox`` filters on bounding-box overlap (``geom && ST_MakeEnvelope(...)``), exactly
+  what the SQLite R*Tree answers; a feature whose box touches the query box matches.
+  Both indexes keep boxes in single precision rounded outwards (±1 m at worst), so a
+  feature lying within that of the query box's edge may match in either store.
+- Equality filters compare JSON values, so types matter: ``severity`` 2 matches the
+  integer 2, never the text ``"2"``. Date ranges compare ISO text byte-wise.
+- Timestamps and dates are ISO 8601 text (``COLLATE "C"``), as in SQLite, so
+  ``list_audit(since=...)`` and timelines compare the same strings.
+- JSONB does not keep key order; properties come back in the order of the layer's
+  fields (the order they were cleaned into). Audit values are ``json`` and keep theirs.
+
+Only the schema and SQL differ; checks, messages and audit rows mirror ``sqlite.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import orjson
+import psycopg
+import shapely
+from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
+from shapely.geometry.base import BaseGeometry
+
+from ..errors import (
+    FeatureNotFound,
+    InvalidFeature,
+    LayerExists,
+    LayerNotFound,
+    UserExists,
+    VersionConflict,
+)
+from ..kinds import FieldDef, clean_properties, get_kind, property_cleaner
+from ..query import FeatureQuery
+from .base import (
+    ROLES,
+    Feature,
+    FeaturePage,
+    Layer,
+    LayerVersion,
+    Store,
+    User,
+    check_geometries,
+    check_geometry,
+    check_slug,
+    layer_fields,
+)
+from .postgis_records import RECORDS_SCHEMA, PostGISRecordsMixin
+
+Row = dict[str, Any]
+
+SCHEMA_VERSION = 1
+# Serialises schema creation between processes starting at once (any constant will do).
+_MIGRATION_LOCK = 0x6715_0001
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS gis_schema (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS layers (
+    id BIGSERIAL PRIMARY KEY,
+    slug TEXT COLLATE "C" NOT NULL UNIQUE,
+    title TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    geometry_type TEXT NOT NULL,
+    public BOOLEAN NOT NULL DEFAULT false,
+    style JSONB NOT NULL DEFAULT '{}',
+    fields JSONB NOT NULL DEFAULT '[]',
+    data_version INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT COLLATE "C" NOT NULL,
+    updated_at TEXT COLLATE "C" NOT NULL
+);
+CREATE TABLE IF NOT EXISTS layer_versions (
+    layer_id BIGINT NOT NULL REFERENCES layers(id) ON DELETE CASCADE,
+    data_version INTEGER NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    created_at TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (layer_id, data_version)
+);
+CREATE TABLE IF NOT EXISTS feature_archive (
+    id BIGSERIAL PRIMARY KEY,
+    layer_id BIGINT NOT NULL REFERENCES layers(id) ON DELETE CASCADE,
+    data_version INTEGER NOT NULL,
+    geom geometry(Geometry, 4326) NOT NULL,
+    props JSONB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feature_archive_version
+    ON feature_archive(layer_id, data_version, id);
+CREATE TABLE IF NOT EXISTS features (
+    id BIGSERIAL PRIMARY KEY,
+    layer_id BIGINT NOT NULL REFERENCES layers(id) ON DELETE CASCADE,
+    geom geometry(Geometry, 4326) NOT NULL,
+    props JSONB NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT COLLATE "C" NOT NULL,
+    updated_at TEXT COLLATE "C" NOT NULL
+);
+CREATE INDEX IF NOT EXISTS features_layer ON features(layer_id, id);
+CREATE INDEX IF NOT EXISTS features_geom ON features USING GIST (geom);
+CREATE TABLE IF NOT EXISTS users (
+    username TEXT COLLATE "C" PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    created_at TEXT COLLATE "C" NOT NULL
+);
+"""
+FEATURE_COLUMNS = ("f.id, ST_AsBinary(f.geom) AS geom, f.props, f.version, f.created_at,"
+                   " f.updated_at")
+# Row locks a write takes; callers name one by key, so no text from outside reaches SQL.
+LOCKS = {"": "", "update": "FOR UPDATE", "share": "FOR SHARE"}
+
+
+def _dumps(value: Any) -> str:
+    """JSON text for a parameter (orjson: several times faster than json on bulk imports)."""
+    return orjson.dumps(value).decode("utf-8")
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _no_nul(texts: list[str], first: int) -> None:
+    """PostgreSQL text and JSONB cannot hold U+0000; name the feature instead of a DB error."""
+    for n, text in enumerate(texts, start=first):
+        if "\\u0000" in text:
+            raise InvalidFeature(f"Feature {n}: text cannot contain the NUL character (U+0000)")
+
+
+def _property_order(fields: tuple[FieldDef, ...]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Put JSONB's reordered keys back in field order, as ``property_cleaner`` wrote them."""
+    names = [f.name for f in fields]
+    if not names:
+        return lambda props: props
+
+    def order(props: dict[str, Any]) -> dict[str, Any]:
+        out = {k: props[k] for k in names if k in props}
+        if len(out) != len(props):  # keys no field declares (stored before a kind changed)
+            out.update((k, v) for k, v in props.items() if k not in out)
+        return out
+
+    return order
+
+
+class _Pool:
+    """A few idle connections reused across threads; one borrowed per store call.
+
+    Per-thread connections would leak one connection per request under servers that
+    start a thread per request, so connections are lent out and given back instead.
+    A child process after ``fork`` never reuses its parent's sockets.
+    """
+
+    def __init__(self, dsn: str, keep: int = 8) -> None:
+        self.dsn = dsn
+        self.keep = keep
+        self._idle: list[psycopg.Connection[Row]] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._inherited: list[psycopg.Connection[Row]] = []
+
+    def connect(self) -> psycopg.Connection[Row]:
+        conn = psycopg.connect(self.dsn, autocommit=True, row_factory=dict_row)
+        set_json_loads(orjson.loads, conn)
+        return conn
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Row]]:
+        conn = None
+        with self._lock:
+            if self._pid != os.getpid():  # forked: keep the parent's sockets untouched
+                self._inherited += self._idle
+                self._idle, self._pid = [], os.getpid()
+            while self._idle and conn is None:
+                candidate = self._idle.pop()
+                if candidate.closed or candidate.broken:
+                    continue
+                conn = candidate
+        if conn is None:
+            conn = self.connect()
+        try:
+            yield conn
+        finally:
+            self._give_back(conn)
+
+    def _give_back(self, conn: psycopg.Connection[Row]) -> None:
+        healthy = (not conn.closed and not conn.broken
+                   and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE)
+        with self._lock:
+            if healthy and os.getpid() == self._pid and len(self._idle) < self.keep:
+                self._idle.append(conn)
+                return
+        if os.getpid() == self._pid:
+            conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+class PostGISStore(PostGISRecordsMixin, Store):
+    """Store backed by a PostgreSQL database with PostGIS; safe to share between threads.
+
+    ``dsn`` is a libpq connection string or ``postgresql://`` URL.
+    """
+
+    BATCH = 10000  # features checked and copied per batch
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._pool = _Pool(dsn)
+        self._migrate()
+
+    def close(self) -> None:
+        """Close the idle connections (those lent out close when given back)."""
+        self._pool.close()
+
+    def _migrate(self) -> None:
+        """Create the schema, or refuse a database written by a newer version of the software.
+
+        The ``gis_schema`` table records the schema version; later versions add their
+        upgrade steps here, keyed by the version they upgrade from. The connection is
+        closed afterwards, so a server may fork after opening the store.
+        """
+        with self._pool.connect() as conn, conn.transaction():
+            where = f"Database {conn.info.dbname!r} on {conn.info.host}:{conn.info.port}"
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            if not conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'postgis'"
+                                ).fetchone():
+                try:
+                    with conn.transaction():
+                        conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+                except psycopg.Error as exc:
+                    raise RuntimeError(
+                        f"{where} lacks the PostGIS extension and it could not be created"
+                        f" ({exc.diag.message_primary or exc}); a database superuser must run"
+                        " CREATE EXTENSION postgis in it") from None
+            found = 0
+            if conn.execute("SELECT to_regclass('gis_schema') AS t").fetchone()["t"]:
+                found = conn.execute("SELECT coalesce(max(version), 0) AS v FROM gis_schema"
+                                     ).fetchone()["v"]
+            if found > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{where} was written by a newer gis_service (schema {found}); upgrade it"
+                )
+            if found < SCHEMA_VERSION:
+                conn.execute(SCHEMA + RECORDS_SCHEMA)  # idempotent statements
+                conn.execute("DELETE FROM gis_schema")
+                conn.execute("INSERT INTO gis_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+
+    # -- connections and transactions -----------------------------------------------------
+    @contextmanager
+    def _con(self) -> Iterator[psycopg.Connection[Row]]:
+        """A connection for reads, each statement on its own (autocommit)."""
+        with self._pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[psycopg.Connection[Row]]:
+        """One write transaction: committed on success, rolled back on any exception."""
+        with self._pool.connection() as conn, conn.transaction():
+            yield conn
+
+    # -- layers ---------------------------------------------------------------------------
+    @staticmethod
+    def _layer_row(conn: psycopg.Connection[Row], slug: str, lock: str = "") -> Row:
+        """The layer's row, locked as ``lock`` (a key of LOCKS) says."""
+        row = conn.execute(f"SELECT * FROM layers WHERE slug = %s {LOCKS[lock]}",  # noqa: S608
+                           (slug,)).fetchone()
+        if row is None:
+            raise LayerNotFound(f"No layer named {slug!r}")
+        return row
+
+    @staticmethod
+    def _to_layer(row: Row) -> Layer:
+        return Layer(
+            slug=row["slug"],
+            title=row["title"],
+            kind=row["kind"],
+            geometry_type=row["geometry_type"],
+            public=bool(row["public"]),
+            style=row["style"],
+            fields=tuple(FieldDef.from_dict(f) for f in row["fields"]),
+            data_version=row["data_version"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+    def create_layer(
+        self,
+        slug: str,
+        title: str,
+        kind: str,
+        *,
+        geometry_type: str | None = None,
+        public: bool = False,
+        style: dict[str, Any] | None = None,
+        fields: Iterable[FieldDef] | None = None,
+        features: Iterable[tuple[BaseGeometry, dict[str, Any]]] = (),
+        note: str = "",
+        actor: str = "system",
+    ) -> Layer:
+        check_slug(slug)
+        title = title.strip()
+        if not title:
+            raise InvalidFeature("A layer needs a title")
+        geometry_type = geometry_type or get_kind(kind).geometry_type
+        field_defs = layer_fields(kind, fields)
+        now = _now()
+        with self._tx() as conn:
+            row = conn.execute(
+                "INSERT INTO layers (slug, title, kind, geometry_type, public, style, fields,"
+                " created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb,"
+                " %s, %s) ON CONFLICT (slug) DO NOTHING RETURNING *",
+                (slug, title, kind, geometry_type, bool(public), _dumps(style or {}),
+                 _dumps([f.to_dict() for f in field_defs]), now, now),
+            ).fetchone()
+            if row is None:
+                raise LayerExists(f"A layer named {slug!r} already exists")
+            layer = self._to_layer(row)
+            count = len(self._insert_many(conn, row, features, now))
+            self._log_version(conn, row["id"], 1, note, now)
+            self._audit(conn, actor, "layer.create", layer=slug, note=note, at=now,
+                        after={**layer.to_dict(), "features": count})
+        return layer
+
+    def get_layer(self, slug: str) -> Layer:
+        with self._con() as conn:
+            return self._to_layer(self._layer_row(conn, slug))
+
+    def update_layer(self, slug: str, *, title: str | None = None, public: bool | None = None,
+                     private_fields: Iterable[str] | None = None, actor: str = "system"
+                     ) -> Layer:
+        now = _now()
+        with self._tx() as conn:
+            before = self._to_layer(self._layer_row(conn, slug, "update"))
+            fields = before.fields
+            if private_fields is not None:
+                private = set(private_fields)
+                unknown = sorted(private - {f.name for f in fields})
+                if unknown:
+                    raise InvalidFeature(f"Layer {slug!r} has no field(s) {', '.join(unknown)}")
+                fields = tuple(replace(f, public=f.name not in private) for f in fields)
+            new_title = before.title if title is None else title.strip()
+            if not new_title:
+                raise InvalidFeature("A layer needs a title")
+            new_public = before.public if public is None else public
+            row = conn.execute(
+                "UPDATE layers SET title = %s, public = %s, fields = %s::jsonb, updated_at = %s"
+                " WHERE slug = %s RETURNING *",
+                (new_title, bool(new_public), _dumps([f.to_dict() for f in fields]), now, slug),
+            ).fetchone()
+            after = self._to_layer(row)
+            self._audit(conn, actor, "layer.update", layer=slug, at=now,
+                        before=before.to_dict(), after=after.to_dict())
+        return after
+
+    def list_layers(self, *, public_only: bool = False) -> list[Layer]:
+        with self._con() as conn:
+            rows = conn.execute("SELECT * FROM layers WHERE public OR NOT %s ORDER BY id",
+                                (bool(public_only),)).fetchall()
+        return [self._to_layer(r) for r in rows]
+
+    def delete_layer(self, slug: str, *, actor: str = "system") -> None:
+        with self._tx() as conn:
+            row = self._layer_row(conn, slug, "update")
+            self._audit(conn, actor, "layer.delete", layer=slug,
+                        before=self._to_layer(row).to_dict())
+            # Features, versions and the archive go with it (ON DELETE CASCADE).
+            conn.execute("DELETE FROM layers WHERE id = %s", (row["id"],))
+
+    # -- features -------------------------------------------------------------------------
+    def add_features(
+        self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]], *,
+        actor: str = "system", note: str = "",
+    ) -> list[int]:
+        now = _now()
+        with self._tx() as conn:
+            row = self._layer_row(conn, slug, "update")
+            ids = self._insert_many(conn, row, items, now)
+            conn.execute("UPDATE layers SET updated_at = %s WHERE id = %s", (now, row["id"]))
+            if len(ids) == 1:  # one feature drawn or typed in: keep all of it
+                added = self._feature(conn, row, ids[0])
+                self._audit(conn, actor, "feature.create", layer=slug, feature_id=ids[0],
+                            after=added.to_geojson(), note=note, at=now)
+            elif ids:
+                self._audit(conn, actor, "features.add", layer=slug, note=note, at=now,
+                            after={"count": len(ids), "first_id": ids[0], "last_id": ids[-1]})
+        return ids
+
+    def _insert_many(
+        self,
+        conn: psycopg.Connection[Row],
+        row: Row,
+        items: Iterable[tuple[BaseGeometry, dict[str, Any]]],
+        now: str,
+    ) -> list[int]:
+        """Check and insert features inside the caller's transaction, a batch at a time."""
+        layer = self._to_layer(row)
+        ids: list[int] = []
+        batch: list[tuple[BaseGeometry, dict[str, Any]]] = []
+        for item in items:
+            batch.append(item)
+            if len(batch) == self.BATCH:
+                ids += self._insert_batch(conn, layer, row["id"], batch, len(ids) + 1, now)
+                batch = []
+        if batch:
+            ids += self._insert_batch(conn, layer, row["id"], batch, len(ids) + 1, now)
+        return ids
+
+    def _insert_batch(
+        self,
+        conn: psycopg.Connection[Row],
+        layer: Layer,
+        layer_id: int,
+        batch: list[tuple[BaseGeometry, dict[str, Any]]],
+        first: int,
+        now: str,
+    ) -> list[int]:
+        geoms = check_geometries(layer, [g for g, _ in batch], first)
+        props = []
+        clean = property_cleaner(layer.fields)
+        for n, (_, p) in enumerate(batch, start=first):
+            try:
+                props.append(_dumps(clean(p) if layer.fields else p))
+            except InvalidFeature as exc:
+                raise InvalidFeature(f"Feature {n}: {exc.message}") from None
+        _no_nul(props, first)
+        # Ids are drawn from the sequence first, so they are known, ascending and in the
+        # order of the items, whatever other writers do meanwhile.
+        ids = sorted(conn.execute(
+            "SELECT ARRAY(SELECT nextval('features_id_seq') FROM generate_series(1, %s)) AS ids",
+            (len(batch),)).fetchone()["ids"])
+        ewkb = shapely.to_wkb(shapely.set_srid(geoms, 4326), hex=True, include_srid=True)
+        with conn.cursor().copy(
+            "COPY features (id, layer_id, geom, props, created_at, updated_at) FROM STDIN"
+        ) as copy:
+            for i, g, p in zip(ids, ewkb.tolist(), props, strict=True):
+                copy.write_row((i, layer_id, g, p, now, now))
+        return ids
+
+    @staticmethod
+    def _log_version(
+        conn: psycopg.Connection[Row], layer_id: int, version: int, note: str, now: str
+    ) -> None:
+        conn.execute(
+            "INSERT INTO layer_versions (layer_id, data_version, note, created_at)"
+            " VALUES (%s, %s, %s, %s)",
+            (layer_id, version, note, now),
+        )
+
+    def replace_features(
+        self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]], *,
+        note: str = "", actor: str = "system",
+    ) -> int:
+        with self._tx() as conn:
+            row = self._layer_row(conn, slug, "update")
+            return self._replace(conn, row, items, note, actor)
+
+    def _replace(self, conn: psycopg.Connection[Row], row: Row,
+                 items: Iterable[tuple[BaseGeometry, dict[str, Any]]], note: str, actor: str
+                 ) -> int:
+        now = _now()
+        layer_id, current = row["id"], row["data_version"]
+        conn.execute(
+            "INSERT INTO feature_archive (layer_id, data_version, geom, props)"
+            " SELECT layer_id, %s, geom, props FROM features WHERE layer_id = %s ORDER BY id",
+            (current, layer_id),
+        )
+        conn.execute("DELETE FROM features WHERE layer_id = %s", (layer_id,))
+        count = len(self._insert_many(conn, row, items, now))
+        conn.execute("UPDATE layers SET data_version = %s, updated_at = %s WHERE id = %s",
+                     (current + 1, now, layer_id))
+        self._log_version(conn, layer_id, current + 1, note, now)
+        self._audit(conn, actor, "layer.replace", layer=row["slug"], note=note, at=now,
+                    before={"data_version": current},
+                    after={"data_version": current + 1, "features": count})
+        return current + 1
+
+    def list_versions(self, slug: str) -> list[LayerVersion]:
+        with self._con() as conn:
+            row = self._layer_row(conn, slug)
+            rows = conn.execute(
+                "SELECT v.*, CASE WHEN v.data_version = l.data_version"
+                " THEN (SELECT count(*) FROM features f WHERE f.layer_id = l.id)"
+                " ELSE (SELECT count(*) FROM feature_archive a WHERE a.layer_id = l.id"
+                " AND a.data_version = v.data_version) END AS features"
+                " FROM layer_versions v JOIN layers l ON l.id = v.layer_id"
+                " WHERE l.id = %s ORDER BY v.data_version DESC",
+                (row["id"],),
+            ).fetchall()
+        current = row["data_version"]
+        return [LayerVersion(r["data_version"], int(r["features"]), r["note"], r["created_at"],
+                             r["data_version"] == current) for r in rows]
+
+    def restore_version(self, slug: str, data_version: int, *, actor: str = "system") -> int:
+        with self._tx() as conn:
+            row = self._layer_row(conn, slug, "update")
+            if data_version == row["data_version"]:
+                raise InvalidFeature(
+                    f"Version {data_version} of {slug!r} is already the current one")
+            known = conn.execute(
+                "SELECT 1 FROM layer_versions WHERE layer_id = %s AND data_version = %s",
+                (row["id"], data_version),
+            ).fetchone()
+            if not known:
+                raise InvalidFeature(f"Layer {slug!r} has no version {data_version}")
+            archived = conn.execute(
+                "SELECT ST_AsBinary(geom) AS geom, props FROM feature_archive"
+                " WHERE layer_id = %s AND data_version = %s ORDER BY id",
+                (row["id"], data_version),
+            ).fetchall()
+            geoms = shapely.from_wkb([r["geom"] for r in archived]) if archived else []
+            items = [(g, r["props"]) for g, r in zip(geoms, archived, strict=True)]
+            return self._replace(conn, row, items, f"restored from version {data_version}",
+                                 actor)
+
+    @staticmethod
+    def _where(layer_id: int, query: FeatureQuery) -> tuple[str, list[Any]]:
+        """SQL condition and bound parameters; field names travel as parameters too."""
+        clauses = ["f.layer_id = %s"]
+        params: list[Any] = [layer_id]
+        if query.bbox:
+            clauses.append("f.geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326)")
+            params += list(query.bbox)
+        for name, values in sorted(query.equals.items()):
+            # JSON equality: the integer 2 matches 2, not "2", as json_extract does in SQLite.
+            clauses.append("(f.props -> %s) = ANY(%s::jsonb[])")
+            params += [name, [_dumps(v) for v in values]]
+        for name, op, value in query.ranges:
+            if op not in (">=", "<="):
+                raise ValueError(f"unsupported operator {op}")
+            clauses.append(f'(f.props ->> %s) COLLATE "C" {op} %s')
+            params += [name, value]
+        return " AND ".join(clauses), params
+
+    @staticmethod
+    def _to_features(slug: str, fields: tuple[FieldDef, ...], rows: list[Row]) -> list[Feature]:
+        geoms = shapely.from_wkb([r["geom"] for r in rows]) if rows else []
+        order = _property_order(fields)
+        return [
+            Feature(
+                id=r["id"],
+                layer=slug,
+                geometry=g,
+                properties=order(r["props"]),
+                version=r["version"],
+                created_at=r["created_at"],
+                updated_at=r["updated_at"],
+            )
+            for r, g in zip(rows, geoms, strict=True)
+        ]
+
+    def query_features(self, slug: str, query: FeatureQuery) -> FeaturePage:
+        with self._con() as conn:
+            row = self._layer_row(conn, slug)
+            where, params = self._where(row["id"], query)
+            total = conn.execute(
+                f"SELECT count(*) AS n FROM features f WHERE {where}", params  # noqa: S608
+            ).fetchone()["n"]
+            rows = conn.execute(
+                f"SELECT {FEATURE_COLUMNS} FROM features f WHERE {where}"  # noqa: S608
+                " ORDER BY f.id LIMIT %s OFFSET %s",
+                [*params, query.limit, query.offset],
+            ).fetchall()
+        return FeaturePage(self._to_features(slug, self._to_layer(row).fields, rows), total,
+                           query)
+
+    def _feature_row(self, conn: psycopg.Connection[Row], slug: str, feature_id: int,
+                     lock: str = "") -> Row:
+        layer_id = self._layer_row(conn, slug)["id"]
+        return self._feature_row_in(conn, layer_id, slug, feature_id, lock)
+
+    @staticmethod
+    def _feature_row_in(conn: psycopg.Connection[Row], layer_id: int, slug: str,
+                        feature_id: int, lock: str = "") -> Row:
+        row = conn.execute(
+            f"SELECT {FEATURE_COLUMNS} FROM features f"  # noqa: S608
+            f" WHERE f.id = %s AND f.layer_id = %s {LOCKS[lock]}",
+            (feature_id, layer_id),
+        ).fetchone()
+        if row is None:
+            raise FeatureNotFound(f"Layer {slug!r} has no feature {feature_id}")
+        return row
+
+    def _feature(self, conn: psycopg.Connection[Row], layer_row: Row, feature_id: int,
+                 lock: str = "") -> Feature:
+        row = self._feature_row_in(conn, layer_row["id"], layer_row["slug"], feature_id, lock)
+        return self._to_features(layer_row["slug"], self._to_layer(layer_row).fields, [row])[0]
+
+    def get_feature(self, slug: str, feature_id: int) -> Feature:
+        with self._con() as conn:
+            return self._feature(conn, self._layer_row(conn, slug), feature_id)
+
+    def update_feature(
+        self,
+        slug: str,
+        feature_id: int,
+        *,
+        expected_version: int,
+        geometry: BaseGeometry | None = None,
+        properties: dict[str, Any] | None = None,
+        actor: str = "system",
+        action: str = "feature.update",
+        note: str = "",
+    ) -> Feature:
+        now = _now()
+        with self._tx() as conn:
+            layer_row = self._layer_row(conn, slug, "share")
+            layer = self._to_layer(layer_row)
+            current = self._feature(conn, layer_row, feature_id, "update")
+            if current.version != expected_version:
+                raise VersionConflict(
+                    f"Feature {feature_id} was changed by someone else (now version"
+                    f" {current.version}, your edit was based on version {expected_version})",
+                    current=current.to_geojson(),
+                )
+            geom = check_geometry(layer, geometry) if geometry is not None else current.geometry
+            props = current.properties if properties is None else properties
+            if layer.fields:
+                props = clean_properties(layer.fields, props)
+            props_json = _dumps(props)
+            _no_nul([props_json], 1)
+            conn.execute(
+                "UPDATE features SET geom = ST_GeomFromWKB(%s, 4326), props = %s::jsonb,"
+                " version = version + 1, updated_at = %s WHERE id = %s",
+                (shapely.to_wkb(geom), props_json, now, feature_id),
+            )
+            updated = self._feature(conn, layer_row, feature_id)
+            self._audit(conn, actor, action, layer=slug, feature_id=feature_id, note=note,
+                        before=current.to_geojson(), after=updated.to_geojson(), at=now)
+        return updated
+
+    def extent(self, slug: str) -> tuple[float, float, float, float] | None:
+        with self._con() as conn:
+            layer_id = self._layer_row(conn, slug)["id"]
+            row = conn.execute(
+                "SELECT ST_XMin(e) AS x0, ST_YMin(e) AS y0, ST_XMax(e) AS x1, ST_YMax(e) AS y1"
+                " FROM (SELECT ST_Extent(geom) AS e FROM features WHERE layer_id = %s) s",
+                (layer_id,),
+            ).fetchone()
+        return None if row["x0"] is None else (row["x0"], row["y0"], row["x1"], row["y1"])
+
+    def count_features(self, slug: str) -> int:
+        with self._con() as conn:
+            layer_id = self._layer_row(conn, slug)["id"]
+            row = conn.execute("SELECT count(*) AS n FROM features WHERE layer_id = %s",
+                               (layer_id,)).fetchone()
+        return int(row["n"])
+
+    # -- accounts -------------------------------------------------------------------------
+    def create_user(self, username: str, password_hash: str, role: str) -> User:
+        username = username.strip()
+        if not username:
+            raise InvalidFeature("A username cannot be empty")
+        if role not in ROLES:
+            raise InvalidFeature(f"Role must be one of {', '.join(ROLES)}; got {role!r}")
+        now = _now()
+        with self._tx() as conn:
+            added = conn.execute(
+                "INSERT INTO users (username, password_hash, role, created_at)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (username) DO NOTHING RETURNING username",
+                (username, password_hash, role, now),
+            ).fetchone()
+            if added is None:
+                raise UserExists(f"An account named {username!r} already exists")
+            self._audit(conn, "system", "user.create", after={"username": username,
+                                                               "role": role}, at=now)
+        return User(username, password_hash, role, now)
+
+    def get_user(self, username: str) -> User | None:
+        with self._con() as conn:
+            row = conn.execute("SELECT * FROM users WHERE username = %s", (username,)).fetchone()
+        return None if row is None else User(**row)
+
+    def list_users(self) -> list[User]:
+        with self._con() as conn:
+            rows = conn.execute("SELECT * FROM users ORDER BY username").fetchall()
+        return [User(**r) for r in rows]
