@@ -17,17 +17,16 @@ Semantics kept identical to ``SQLiteStore`` (the contract tests run against both
 - JSONB does not keep key order; properties come back in the order of the layer's
   fields (the order they were cleaned into). Audit values are ``json`` and keep theirs.
 
-Only the schema and SQL differ; checks, messages and audit rows mirror ``sqlite.py``.
+Only the schema and SQL differ: checks, messages, batching and audit payloads come from
+``common.py``, which ``sqlite.py`` calls too.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -37,28 +36,27 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 from shapely.geometry.base import BaseGeometry
 
-from ..errors import (
-    FeatureNotFound,
-    InvalidFeature,
-    LayerExists,
-    LayerNotFound,
-    UserExists,
-    VersionConflict,
-)
-from ..kinds import FieldDef, clean_properties, get_kind, property_cleaner
+from ..errors import FeatureNotFound, InvalidFeature, LayerExists, LayerNotFound, UserExists
+from ..kinds import FieldDef
 from ..query import FeatureQuery
-from .base import (
-    ROLES,
-    Feature,
-    FeaturePage,
-    Layer,
-    LayerVersion,
-    Store,
-    User,
-    check_geometries,
-    check_geometry,
-    check_slug,
-    layer_fields,
+from .base import Feature, FeaturePage, Layer, LayerVersion, Store, User
+from .common import (
+    Batch,
+    added_entry,
+    changed_layer,
+    checked_edit,
+    checked_layer,
+    checked_restore,
+    checked_user,
+    created_entry,
+    insert_batches,
+    json_text,
+    parsed_already,
+    range_operator,
+    replaced_entry,
+    to_features,
+    to_layer,
+    utc_now,
 )
 from .postgis_records import RECORDS_SCHEMA, PostGISRecordsMixin
 
@@ -120,15 +118,6 @@ FEATURE_COLUMNS = ("f.id, ST_AsBinary(f.geom) AS geom, f.props, f.version, f.cre
                    " f.updated_at")
 # Row locks a write takes; callers name one by key, so no text from outside reaches SQL.
 LOCKS = {"": "", "update": "FOR UPDATE", "share": "FOR SHARE"}
-
-
-def _dumps(value: Any) -> str:
-    """JSON text for a parameter (orjson: several times faster than json on bulk imports)."""
-    return orjson.dumps(value).decode("utf-8")
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _no_nul(texts: list[str], first: int) -> None:
@@ -285,18 +274,7 @@ class PostGISStore(PostGISRecordsMixin, Store):
 
     @staticmethod
     def _to_layer(row: Row) -> Layer:
-        return Layer(
-            slug=row["slug"],
-            title=row["title"],
-            kind=row["kind"],
-            geometry_type=row["geometry_type"],
-            public=bool(row["public"]),
-            style=row["style"],
-            fields=tuple(FieldDef.from_dict(f) for f in row["fields"]),
-            data_version=row["data_version"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-        )
+        return to_layer(row, parsed_already)
 
     def create_layer(
         self,
@@ -312,20 +290,15 @@ class PostGISStore(PostGISRecordsMixin, Store):
         note: str = "",
         actor: str = "system",
     ) -> Layer:
-        check_slug(slug)
-        title = title.strip()
-        if not title:
-            raise InvalidFeature("A layer needs a title")
-        geometry_type = geometry_type or get_kind(kind).geometry_type
-        field_defs = layer_fields(kind, fields)
-        now = _now()
+        title, geometry_type, field_defs = checked_layer(slug, title, kind, geometry_type, fields)
+        now = utc_now()
         with self._tx() as conn:
             row = conn.execute(
                 "INSERT INTO layers (slug, title, kind, geometry_type, public, style, fields,"
                 " created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb,"
                 " %s, %s) ON CONFLICT (slug) DO NOTHING RETURNING *",
-                (slug, title, kind, geometry_type, bool(public), _dumps(style or {}),
-                 _dumps([f.to_dict() for f in field_defs]), now, now),
+                (slug, title, kind, geometry_type, bool(public), json_text(style or {}),
+                 json_text([f.to_dict() for f in field_defs]), now, now),
             ).fetchone()
             if row is None:
                 raise LayerExists(f"A layer named {slug!r} already exists")
@@ -333,7 +306,7 @@ class PostGISStore(PostGISRecordsMixin, Store):
             count = len(self._insert_many(conn, row, features, now))
             self._log_version(conn, row["id"], 1, note, now)
             self._audit(conn, actor, "layer.create", layer=slug, note=note, at=now,
-                        after={**layer.to_dict(), "features": count})
+                        after=created_entry(layer, count))
         return layer
 
     def get_layer(self, slug: str) -> Layer:
@@ -343,24 +316,15 @@ class PostGISStore(PostGISRecordsMixin, Store):
     def update_layer(self, slug: str, *, title: str | None = None, public: bool | None = None,
                      private_fields: Iterable[str] | None = None, actor: str = "system"
                      ) -> Layer:
-        now = _now()
+        now = utc_now()
         with self._tx() as conn:
             before = self._to_layer(self._layer_row(conn, slug, "update"))
-            fields = before.fields
-            if private_fields is not None:
-                private = set(private_fields)
-                unknown = sorted(private - {f.name for f in fields})
-                if unknown:
-                    raise InvalidFeature(f"Layer {slug!r} has no field(s) {', '.join(unknown)}")
-                fields = tuple(replace(f, public=f.name not in private) for f in fields)
-            new_title = before.title if title is None else title.strip()
-            if not new_title:
-                raise InvalidFeature("A layer needs a title")
-            new_public = before.public if public is None else public
+            changed = changed_layer(before, title, public, private_fields)
             row = conn.execute(
                 "UPDATE layers SET title = %s, public = %s, fields = %s::jsonb, updated_at = %s"
                 " WHERE slug = %s RETURNING *",
-                (new_title, bool(new_public), _dumps([f.to_dict() for f in fields]), now, slug),
+                (changed.title, bool(changed.public),
+                 json_text([f.to_dict() for f in changed.fields]), now, slug),
             ).fetchone()
             after = self._to_layer(row)
             self._audit(conn, actor, "layer.update", layer=slug, at=now,
@@ -386,18 +350,15 @@ class PostGISStore(PostGISRecordsMixin, Store):
         self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]], *,
         actor: str = "system", note: str = "",
     ) -> list[int]:
-        now = _now()
+        now = utc_now()
         with self._tx() as conn:
             row = self._layer_row(conn, slug, "update")
             ids = self._insert_many(conn, row, items, now)
             conn.execute("UPDATE layers SET updated_at = %s WHERE id = %s", (now, row["id"]))
-            if len(ids) == 1:  # one feature drawn or typed in: keep all of it
-                added = self._feature(conn, row, ids[0])
-                self._audit(conn, actor, "feature.create", layer=slug, feature_id=ids[0],
-                            after=added.to_geojson(), note=note, at=now)
-            elif ids:
-                self._audit(conn, actor, "features.add", layer=slug, note=note, at=now,
-                            after={"count": len(ids), "first_id": ids[0], "last_id": ids[-1]})
+            if ids:
+                action, feature_id, after = added_entry(ids, lambda i: self._feature(conn, row, i))
+                self._audit(conn, actor, action, layer=slug, feature_id=feature_id, after=after,
+                            note=note, at=now)
         return ids
 
     def _insert_many(
@@ -408,42 +369,21 @@ class PostGISStore(PostGISRecordsMixin, Store):
         now: str,
     ) -> list[int]:
         """Check and insert features inside the caller's transaction, a batch at a time."""
-        layer = self._to_layer(row)
-        ids: list[int] = []
-        batch: list[tuple[BaseGeometry, dict[str, Any]]] = []
-        for item in items:
-            batch.append(item)
-            if len(batch) == self.BATCH:
-                ids += self._insert_batch(conn, layer, row["id"], batch, len(ids) + 1, now)
-                batch = []
-        if batch:
-            ids += self._insert_batch(conn, layer, row["id"], batch, len(ids) + 1, now)
-        return ids
+        return insert_batches(self._to_layer(row), items, self.BATCH,
+                              lambda batch: self._insert_batch(conn, row["id"], batch, now))
 
-    def _insert_batch(
-        self,
-        conn: psycopg.Connection[Row],
-        layer: Layer,
-        layer_id: int,
-        batch: list[tuple[BaseGeometry, dict[str, Any]]],
-        first: int,
-        now: str,
-    ) -> list[int]:
-        geoms = check_geometries(layer, [g for g, _ in batch], first)
-        props = []
-        clean = property_cleaner(layer.fields)
-        for n, (_, p) in enumerate(batch, start=first):
-            try:
-                props.append(_dumps(clean(p) if layer.fields else p))
-            except InvalidFeature as exc:
-                raise InvalidFeature(f"Feature {n}: {exc.message}") from None
-        _no_nul(props, first)
+    def _insert_batch(self, conn: psycopg.Connection[Row], layer_id: int, batch: Batch,
+                      now: str) -> list[int]:
+        """COPY one checked batch in; its ids, in the items' order."""
+        props = [json_text(p) for p in batch.properties]
+        _no_nul(props, batch.first)
         # Ids are drawn from the sequence first, so they are known, ascending and in the
         # order of the items, whatever other writers do meanwhile.
         ids = sorted(conn.execute(
             "SELECT ARRAY(SELECT nextval('features_id_seq') FROM generate_series(1, %s)) AS ids",
-            (len(batch),)).fetchone()["ids"])
-        ewkb = shapely.to_wkb(shapely.set_srid(geoms, 4326), hex=True, include_srid=True)
+            (len(props),)).fetchone()["ids"])
+        ewkb = shapely.to_wkb(shapely.set_srid(batch.geometries, 4326), hex=True,
+                              include_srid=True)
         with conn.cursor().copy(
             "COPY features (id, layer_id, geom, props, created_at, updated_at) FROM STDIN"
         ) as copy:
@@ -472,7 +412,7 @@ class PostGISStore(PostGISRecordsMixin, Store):
     def _replace(self, conn: psycopg.Connection[Row], row: Row,
                  items: Iterable[tuple[BaseGeometry, dict[str, Any]]], note: str, actor: str
                  ) -> int:
-        now = _now()
+        now = utc_now()
         layer_id, current = row["id"], row["data_version"]
         conn.execute(
             "INSERT INTO feature_archive (layer_id, data_version, geom, props)"
@@ -484,9 +424,9 @@ class PostGISStore(PostGISRecordsMixin, Store):
         conn.execute("UPDATE layers SET data_version = %s, updated_at = %s WHERE id = %s",
                      (current + 1, now, layer_id))
         self._log_version(conn, layer_id, current + 1, note, now)
+        before, after = replaced_entry(current, count)
         self._audit(conn, actor, "layer.replace", layer=row["slug"], note=note, at=now,
-                    before={"data_version": current},
-                    after={"data_version": current + 1, "features": count})
+                    before=before, after=after)
         return current + 1
 
     def list_versions(self, slug: str) -> list[LayerVersion]:
@@ -508,15 +448,11 @@ class PostGISStore(PostGISRecordsMixin, Store):
     def restore_version(self, slug: str, data_version: int, *, actor: str = "system") -> int:
         with self._tx() as conn:
             row = self._layer_row(conn, slug, "update")
-            if data_version == row["data_version"]:
-                raise InvalidFeature(
-                    f"Version {data_version} of {slug!r} is already the current one")
             known = conn.execute(
                 "SELECT 1 FROM layer_versions WHERE layer_id = %s AND data_version = %s",
                 (row["id"], data_version),
             ).fetchone()
-            if not known:
-                raise InvalidFeature(f"Layer {slug!r} has no version {data_version}")
+            note = checked_restore(slug, data_version, row["data_version"], known is not None)
             archived = conn.execute(
                 "SELECT ST_AsBinary(geom) AS geom, props FROM feature_archive"
                 " WHERE layer_id = %s AND data_version = %s ORDER BY id",
@@ -524,8 +460,7 @@ class PostGISStore(PostGISRecordsMixin, Store):
             ).fetchall()
             geoms = shapely.from_wkb([r["geom"] for r in archived]) if archived else []
             items = [(g, r["props"]) for g, r in zip(geoms, archived, strict=True)]
-            return self._replace(conn, row, items, f"restored from version {data_version}",
-                                 actor)
+            return self._replace(conn, row, items, note, actor)
 
     @staticmethod
     def _where(layer_id: int, query: FeatureQuery) -> tuple[str, list[Any]]:
@@ -538,30 +473,15 @@ class PostGISStore(PostGISRecordsMixin, Store):
         for name, values in sorted(query.equals.items()):
             # JSON equality: the integer 2 matches 2, not "2", as json_extract does in SQLite.
             clauses.append("(f.props -> %s) = ANY(%s::jsonb[])")
-            params += [name, [_dumps(v) for v in values]]
+            params += [name, [json_text(v) for v in values]]
         for name, op, value in query.ranges:
-            if op not in (">=", "<="):
-                raise ValueError(f"unsupported operator {op}")
-            clauses.append(f'(f.props ->> %s) COLLATE "C" {op} %s')
+            clauses.append(f'(f.props ->> %s) COLLATE "C" {range_operator(op)} %s')
             params += [name, value]
         return " AND ".join(clauses), params
 
     @staticmethod
     def _to_features(slug: str, fields: tuple[FieldDef, ...], rows: list[Row]) -> list[Feature]:
-        geoms = shapely.from_wkb([r["geom"] for r in rows]) if rows else []
-        order = _property_order(fields)
-        return [
-            Feature(
-                id=r["id"],
-                layer=slug,
-                geometry=g,
-                properties=order(r["props"]),
-                version=r["version"],
-                created_at=r["created_at"],
-                updated_at=r["updated_at"],
-            )
-            for r, g in zip(rows, geoms, strict=True)
-        ]
+        return to_features(slug, rows, _property_order(fields))
 
     def query_features(self, slug: str, query: FeatureQuery) -> FeaturePage:
         with self._con() as conn:
@@ -616,22 +536,13 @@ class PostGISStore(PostGISRecordsMixin, Store):
         action: str = "feature.update",
         note: str = "",
     ) -> Feature:
-        now = _now()
+        now = utc_now()
         with self._tx() as conn:
             layer_row = self._layer_row(conn, slug, "share")
             layer = self._to_layer(layer_row)
             current = self._feature(conn, layer_row, feature_id, "update")
-            if current.version != expected_version:
-                raise VersionConflict(
-                    f"Feature {feature_id} was changed by someone else (now version"
-                    f" {current.version}, your edit was based on version {expected_version})",
-                    current=current.to_geojson(),
-                )
-            geom = check_geometry(layer, geometry) if geometry is not None else current.geometry
-            props = current.properties if properties is None else properties
-            if layer.fields:
-                props = clean_properties(layer.fields, props)
-            props_json = _dumps(props)
+            geom, props = checked_edit(layer, current, expected_version, geometry, properties)
+            props_json = json_text(props)
             _no_nul([props_json], 1)
             conn.execute(
                 "UPDATE features SET geom = ST_GeomFromWKB(%s, 4326), props = %s::jsonb,"
@@ -662,12 +573,8 @@ class PostGISStore(PostGISRecordsMixin, Store):
 
     # -- accounts -------------------------------------------------------------------------
     def create_user(self, username: str, password_hash: str, role: str) -> User:
-        username = username.strip()
-        if not username:
-            raise InvalidFeature("A username cannot be empty")
-        if role not in ROLES:
-            raise InvalidFeature(f"Role must be one of {', '.join(ROLES)}; got {role!r}")
-        now = _now()
+        username = checked_user(username, role)
+        now = utc_now()
         with self._tx() as conn:
             added = conn.execute(
                 "INSERT INTO users (username, password_hash, role, created_at)"

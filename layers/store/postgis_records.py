@@ -1,26 +1,34 @@
 """The PostGIS store's records beside the map data: audit log, inspections, photos, maps.
 
-The PostgreSQL twin of ``sqlite_records.py``: same checks, messages and audit rows, each
-write inside the store's own transaction. Audit values are ``json`` (not JSONB) so they
-read back with their keys in the order they were written.
+The PostgreSQL twin of ``sqlite_records.py``: the checks and audit payloads both share
+come from ``common.py``; each write runs inside the store's own transaction. Audit values
+are ``json`` (not JSONB) so they read back with their keys in the order they were written.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-import orjson
 import psycopg
 from shapely.geometry.base import BaseGeometry
 
-from ..errors import FeatureNotFound, InvalidFeature, LayerNotFound
+from ..errors import FeatureNotFound, LayerNotFound
 from .base import AuditEntry, Inspection, PublicMap, StoredPhoto
-
-# The audit log's and timeline's name for reports from the public map.
-CITIZEN = "citizen"
+from .common import (
+    CITIZEN,
+    audit_values,
+    audit_where,
+    checked_inspection,
+    inspection_entry,
+    json_or_none,
+    parsed_already,
+    report_entry,
+    report_inspection,
+    to_audit_entry,
+    utc_now,
+)
 
 RECORDS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -73,14 +81,6 @@ Row = dict[str, Any]
 Conn = psycopg.Connection[Row]
 
 
-def _json(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode("utf-8")
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
 class PostGISRecordsMixin:
     """Audit log, inspections, photos, public maps and reports for ``PostGISStore``."""
 
@@ -98,25 +98,15 @@ class PostGISRecordsMixin:
         conn.execute(
             "INSERT INTO audit_log (at, actor, action, layer, feature_id, before, after, note)"
             " VALUES (%s, %s, %s, %s, %s, %s::json, %s::json, %s)",
-            (at or _now(), actor, action, layer, feature_id, _json(before), _json(after), note),
+            audit_values(at, actor, action, layer, feature_id, before, after, note),
         )
 
     def list_audit(self, *, actor: str | None = None, layer: str | None = None,
                    feature_id: int | None = None, since: str | None = None,
                    until: str | None = None, limit: int = 200, offset: int = 0,
                    ) -> tuple[list[AuditEntry], int]:
-        clauses, params = ["true"], []
-        for column, value in (("actor", actor), ("layer", layer), ("feature_id", feature_id)):
-            if value is not None:
-                clauses.append(f"{column} = %s")
-                params.append(value)
-        if since:
-            clauses.append("at >= %s")
-            params.append(since)
-        if until:
-            clauses.append("at < %s")
-            params.append(until)
-        where = " AND ".join(clauses)
+        where, params = audit_where("%s", actor=actor, layer=layer, feature_id=feature_id,
+                                    since=since, until=until)
         with self._con() as conn:
             total = conn.execute(
                 f"SELECT count(*) AS n FROM audit_log WHERE {where}", params  # noqa: S608
@@ -126,24 +116,13 @@ class PostGISRecordsMixin:
                 " ORDER BY id DESC LIMIT %s OFFSET %s",
                 [*params, limit, offset],
             ).fetchall()
-        entries = [
-            AuditEntry(r["id"], r["at"], r["actor"], r["action"], r["layer"], r["feature_id"],
-                       r["before"], r["after"], r["note"])
-            for r in rows
-        ]
-        return entries, int(total)
+        return [to_audit_entry(r, parsed_already) for r in rows], int(total)
 
     def add_inspection(self, slug: str, feature_id: int, *, inspected_on: str, inspector: str,
                        finding: str, photos: tuple[tuple[str, int, int, bytes], ...] = (),
                        actor: str = "system") -> int:
-        finding = finding.strip()
-        if not finding:
-            raise InvalidFeature("An inspection needs its finding")
-        try:
-            day = dt.date.fromisoformat(inspected_on).isoformat()
-        except ValueError:
-            raise InvalidFeature("The inspection date must be written YYYY-MM-DD") from None
-        now = _now()
+        day, finding = checked_inspection(inspected_on, finding)
+        now = utc_now()
         with self._tx() as conn:
             self._feature_row(conn, slug, feature_id, "share")
             inspection_id = int(conn.execute(
@@ -158,8 +137,7 @@ class PostGISRecordsMixin:
                     [(inspection_id, *photo) for photo in photos],
                 )
             self._audit(conn, actor, "inspection.add", layer=slug, feature_id=feature_id,
-                        after={"inspected_on": day, "inspector": inspector, "finding": finding,
-                               "photos": len(photos)}, at=now)
+                        after=inspection_entry(day, inspector, finding, len(photos)), at=now)
         return inspection_id
 
     def list_inspections(self, slug: str, feature_id: int) -> list[Inspection]:
@@ -177,7 +155,7 @@ class PostGISRecordsMixin:
         ]
 
     def save_public_map(self, public_map: PublicMap, *, actor: str = "system") -> None:
-        now = _now()
+        now = utc_now()
         config = public_map.to_dict()
         with self._tx() as conn:
             old = conn.execute("SELECT config FROM public_maps WHERE slug = %s FOR UPDATE",
@@ -186,7 +164,7 @@ class PostGISRecordsMixin:
                 "INSERT INTO public_maps (slug, config, updated_at) VALUES (%s, %s::json, %s)"
                 " ON CONFLICT (slug) DO UPDATE SET config = excluded.config,"
                 " updated_at = excluded.updated_at",
-                (public_map.slug, _json(config), now),
+                (public_map.slug, json_or_none(config), now),
             )
             self._audit(conn, actor, "public_map.save", at=now, after=config,
                         before=None if old is None else old["config"])
@@ -208,7 +186,7 @@ class PostGISRecordsMixin:
                       code: str, contact: str = "", description: str = "",
                       photo: tuple[str, int, int, bytes] | None = None) -> int:
         """A citizen's report: the hotspot, its private contact row and its photo, at once."""
-        now = _now()
+        now = utc_now()
         with self._tx() as conn:
             row = self._layer_row(conn, slug, "update")
             [feature_id] = self._insert_many(conn, row, [(geometry, properties)], now)
@@ -218,13 +196,13 @@ class PostGISRecordsMixin:
                 inspection_id = conn.execute(
                     "INSERT INTO inspections (layer, feature_id, inspected_on, inspector,"
                     " finding, created_at) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-                    (slug, feature_id, now[:10], CITIZEN, description or "—", now),
+                    (slug, feature_id, *report_inspection(now, description), now),
                 ).fetchone()["id"]
                 if photo:
                     conn.execute("INSERT INTO photos (inspection_id, mime, width, height, data)"
                                  " VALUES (%s, %s, %s, %s, %s)", (inspection_id, *photo))
             self._audit(conn, CITIZEN, "report.create", layer=slug, feature_id=feature_id,
-                        after={"properties": properties, "code": code}, at=now)
+                        after=report_entry(properties, code), at=now)
         return feature_id
 
     def find_report(self, code: str) -> tuple[str, int]:

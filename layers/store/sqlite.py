@@ -7,13 +7,11 @@ readers never wait for a writer; every write is one ``BEGIN IMMEDIATE`` transact
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,28 +19,26 @@ import orjson
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from ..errors import (
-    FeatureNotFound,
-    InvalidFeature,
-    LayerExists,
-    LayerNotFound,
-    UserExists,
-    VersionConflict,
-)
-from ..kinds import FieldDef, clean_properties, get_kind, property_cleaner
+from ..errors import FeatureNotFound, LayerExists, LayerNotFound, UserExists
+from ..kinds import FieldDef
 from ..query import FeatureQuery
-from .base import (
-    ROLES,
-    Feature,
-    FeaturePage,
-    Layer,
-    LayerVersion,
-    Store,
-    User,
-    check_geometries,
-    check_geometry,
-    check_slug,
-    layer_fields,
+from .base import Feature, FeaturePage, Layer, LayerVersion, Store, User
+from .common import (
+    Batch,
+    added_entry,
+    changed_layer,
+    checked_edit,
+    checked_layer,
+    checked_restore,
+    checked_user,
+    created_entry,
+    insert_batches,
+    json_text,
+    range_operator,
+    replaced_entry,
+    to_features,
+    to_layer,
+    utc_now,
 )
 from .sqlite_records import RECORDS_SCHEMA, RecordsMixin
 
@@ -93,15 +89,6 @@ CREATE TABLE IF NOT EXISTS users (
     created_at TEXT NOT NULL
 );
 """
-
-
-def _dumps(props: dict[str, Any]) -> str:
-    """Properties as JSON text (orjson: several times faster than json on bulk imports)."""
-    return orjson.dumps(props).decode("utf-8")
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 class SQLiteStore(RecordsMixin, Store):
@@ -166,18 +153,7 @@ class SQLiteStore(RecordsMixin, Store):
 
     @staticmethod
     def _to_layer(row: sqlite3.Row) -> Layer:
-        return Layer(
-            slug=row["slug"],
-            title=row["title"],
-            kind=row["kind"],
-            geometry_type=row["geometry_type"],
-            public=bool(row["public"]),
-            style=json.loads(row["style"]),
-            fields=tuple(FieldDef.from_dict(f) for f in json.loads(row["fields"])),
-            data_version=row["data_version"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-        )
+        return to_layer(row, json.loads)
 
     def create_layer(
         self,
@@ -193,13 +169,8 @@ class SQLiteStore(RecordsMixin, Store):
         note: str = "",
         actor: str = "system",
     ) -> Layer:
-        check_slug(slug)
-        title = title.strip()
-        if not title:
-            raise InvalidFeature("A layer needs a title")
-        geometry_type = geometry_type or get_kind(kind).geometry_type
-        field_defs = layer_fields(kind, fields)
-        now = _now()
+        title, geometry_type, field_defs = checked_layer(slug, title, kind, geometry_type, fields)
+        now = utc_now()
         with self._tx() as con:
             if con.execute("SELECT 1 FROM layers WHERE slug = ?", (slug,)).fetchone():
                 raise LayerExists(f"A layer named {slug!r} already exists")
@@ -213,7 +184,7 @@ class SQLiteStore(RecordsMixin, Store):
             count = len(self._insert_many(con, row, features, now))
             self._log_version(con, row["id"], 1, note, now)
             self._audit(con, actor, "layer.create", layer=slug, note=note, at=now,
-                        after={**self._to_layer(row).to_dict(), "features": count})
+                        after=created_entry(self._to_layer(row), count))
         return self.get_layer(slug)
 
     def get_layer(self, slug: str) -> Layer:
@@ -222,25 +193,16 @@ class SQLiteStore(RecordsMixin, Store):
     def update_layer(self, slug: str, *, title: str | None = None, public: bool | None = None,
                      private_fields: Iterable[str] | None = None, actor: str = "system"
                      ) -> Layer:
-        now = _now()
+        now = utc_now()
         with self._tx() as con:
             before = self._to_layer(self._layer_row(con, slug))
-            fields = before.fields
-            if private_fields is not None:
-                private = set(private_fields)
-                unknown = sorted(private - {f.name for f in fields})
-                if unknown:
-                    raise InvalidFeature(f"Layer {slug!r} has no field(s) {', '.join(unknown)}")
-                fields = tuple(replace(f, public=f.name not in private) for f in fields)
-            new_title = before.title if title is None else title.strip()
-            if not new_title:
-                raise InvalidFeature("A layer needs a title")
-            new_public = before.public if public is None else public
+            changed = changed_layer(before, title, public, private_fields)
             con.execute(
                 "UPDATE layers SET title = ?, public = ?, fields = ?, updated_at = ?"
                 " WHERE slug = ?",
-                (new_title, int(new_public),
-                 json.dumps([f.to_dict() for f in fields], ensure_ascii=False), now, slug),
+                (changed.title, int(changed.public),
+                 json.dumps([f.to_dict() for f in changed.fields], ensure_ascii=False), now,
+                 slug),
             )
             after = self._to_layer(self._layer_row(con, slug))
             self._audit(con, actor, "layer.update", layer=slug, at=now,
@@ -272,18 +234,16 @@ class SQLiteStore(RecordsMixin, Store):
         self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]], *,
         actor: str = "system", note: str = "",
     ) -> list[int]:
-        now = _now()
+        now = utc_now()
         with self._tx() as con:
             row = self._layer_row(con, slug)
             ids = self._insert_many(con, row, items, now)
             con.execute("UPDATE layers SET updated_at = ? WHERE id = ?", (now, row["id"]))
-            if len(ids) == 1:  # one feature drawn or typed in: keep all of it
-                added = self._to_features(slug, [self._feature_row(con, slug, ids[0])])[0]
-                self._audit(con, actor, "feature.create", layer=slug, feature_id=ids[0],
-                            after=added.to_geojson(), note=note, at=now)
-            elif ids:
-                self._audit(con, actor, "features.add", layer=slug, note=note, at=now,
-                            after={"count": len(ids), "first_id": ids[0], "last_id": ids[-1]})
+            if ids:
+                action, feature_id, after = added_entry(
+                    ids, lambda i: self._to_features(slug, [self._feature_row(con, slug, i)])[0])
+                self._audit(con, actor, action, layer=slug, feature_id=feature_id, after=after,
+                            note=note, at=now)
         return ids
 
     BATCH = 2000  # features checked and written per executemany
@@ -296,47 +256,24 @@ class SQLiteStore(RecordsMixin, Store):
         now: str,
     ) -> list[int]:
         """Check and insert features inside the caller's transaction, a batch at a time."""
-        layer = self._to_layer(row)
-        ids: list[int] = []
-        batch: list[tuple[BaseGeometry, dict[str, Any]]] = []
-        for item in items:
-            batch.append(item)
-            if len(batch) == self.BATCH:
-                ids += self._insert_batch(con, layer, row["id"], batch, len(ids) + 1, now)
-                batch = []
-        if batch:
-            ids += self._insert_batch(con, layer, row["id"], batch, len(ids) + 1, now)
-        return ids
+        return insert_batches(self._to_layer(row), items, self.BATCH,
+                              lambda batch: self._insert_batch(con, row["id"], batch, now))
 
-    def _insert_batch(
-        self,
-        con: sqlite3.Connection,
-        layer: Layer,
-        layer_id: int,
-        batch: list[tuple[BaseGeometry, dict[str, Any]]],
-        first: int,
-        now: str,
-    ) -> list[int]:
-        geoms = check_geometries(layer, [g for g, _ in batch], first)
-        props = []
-        clean = property_cleaner(layer.fields)
-        for n, (_, p) in enumerate(batch, start=first):
-            try:
-                props.append(clean(p) if layer.fields else p)
-            except InvalidFeature as exc:
-                raise InvalidFeature(f"Feature {n}: {exc.message}") from None
+    def _insert_batch(self, con: sqlite3.Connection, layer_id: int, batch: Batch, now: str
+                      ) -> list[int]:
+        """Write one checked batch with its R*Tree boxes; its ids, in the items' order."""
         # Ids are assigned here so the R*Tree rows can be written in the same batch; the
         # write transaction is exclusive, so nobody else can take them meanwhile.
         start = con.execute("SELECT coalesce(max(id), 0) + 1 FROM features").fetchone()[0]
-        ids = list(range(start, start + len(batch)))
-        wkb = shapely.to_wkb(geoms)
+        ids = list(range(start, start + len(batch.properties)))
+        wkb = shapely.to_wkb(batch.geometries)
         con.executemany(
             "INSERT INTO features (id, layer_id, geom, props, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            [(i, layer_id, w, _dumps(p), now, now)
-             for i, w, p in zip(ids, wkb, props, strict=True)],
+            [(i, layer_id, w, json_text(p), now, now)
+             for i, w, p in zip(ids, wkb, batch.properties, strict=True)],
         )
-        bounds = shapely.bounds(geoms)
+        bounds = shapely.bounds(batch.geometries)
         con.executemany(
             "INSERT INTO features_rtree (id, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)",
             [(i, b[0], b[2], b[1], b[3]) for i, b in zip(ids, bounds.tolist(), strict=True)],
@@ -357,7 +294,7 @@ class SQLiteStore(RecordsMixin, Store):
         self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]], *,
         note: str = "", actor: str = "system",
     ) -> int:
-        now = _now()
+        now = utc_now()
         with self._tx() as con:
             row = self._layer_row(con, slug)
             layer_id, current = row["id"], row["data_version"]
@@ -378,9 +315,9 @@ class SQLiteStore(RecordsMixin, Store):
                 (current + 1, now, layer_id),
             )
             self._log_version(con, layer_id, current + 1, note, now)
+            before, after = replaced_entry(current, count)
             self._audit(con, actor, "layer.replace", layer=slug, note=note, at=now,
-                        before={"data_version": current},
-                        after={"data_version": current + 1, "features": count})
+                        before=before, after=after)
         return current + 1
 
     def list_versions(self, slug: str) -> list[LayerVersion]:
@@ -407,22 +344,18 @@ class SQLiteStore(RecordsMixin, Store):
     def restore_version(self, slug: str, data_version: int, *, actor: str = "system") -> int:
         con = self._con()
         row = self._layer_row(con, slug)
-        if data_version == row["data_version"]:
-            raise InvalidFeature(f"Version {data_version} of {slug!r} is already the current one")
+        known = con.execute(
+            "SELECT 1 FROM layer_versions WHERE layer_id = ? AND data_version = ?",
+            (row["id"], data_version),
+        ).fetchone()
+        note = checked_restore(slug, data_version, row["data_version"], known is not None)
         archived = con.execute(
             "SELECT geom, props FROM feature_archive WHERE layer_id = ? AND data_version = ?"
             " ORDER BY rowid",
             (row["id"], data_version),
         ).fetchall()
-        known = con.execute(
-            "SELECT 1 FROM layer_versions WHERE layer_id = ? AND data_version = ?",
-            (row["id"], data_version),
-        ).fetchone()
-        if not known:
-            raise InvalidFeature(f"Layer {slug!r} has no version {data_version}")
         items = [(shapely.from_wkb(r["geom"]), json.loads(r["props"])) for r in archived]
-        return self.replace_features(slug, items, note=f"restored from version {data_version}",
-                                     actor=actor)
+        return self.replace_features(slug, items, note=note, actor=actor)
 
     @staticmethod
     def _where(layer_id: int, query: FeatureQuery) -> tuple[str, list[Any]]:
@@ -441,27 +374,13 @@ class SQLiteStore(RecordsMixin, Store):
             clauses.append(f"json_extract(f.props, ?) IN ({marks})")
             params += [f"$.{name}", *values]
         for name, op, value in query.ranges:
-            if op not in (">=", "<="):
-                raise ValueError(f"unsupported operator {op}")
-            clauses.append(f"json_extract(f.props, ?) {op} ?")
+            clauses.append(f"json_extract(f.props, ?) {range_operator(op)} ?")
             params += [f"$.{name}", value]
         return " AND ".join(clauses), params
 
     @staticmethod
     def _to_features(slug: str, rows: list[sqlite3.Row]) -> list[Feature]:
-        geoms = shapely.from_wkb([r["geom"] for r in rows]) if rows else []
-        return [
-            Feature(
-                id=r["id"],
-                layer=slug,
-                geometry=g,
-                properties=orjson.loads(r["props"]),
-                version=r["version"],
-                created_at=r["created_at"],
-                updated_at=r["updated_at"],
-            )
-            for r, g in zip(rows, geoms, strict=True)
-        ]
+        return to_features(slug, rows, orjson.loads)
 
     def query_features(self, slug: str, query: FeatureQuery) -> FeaturePage:
         con = self._con()
@@ -499,25 +418,16 @@ class SQLiteStore(RecordsMixin, Store):
         action: str = "feature.update",
         note: str = "",
     ) -> Feature:
-        now = _now()
+        now = utc_now()
         with self._tx() as con:
             row = self._feature_row(con, slug, feature_id)
             layer = self.get_layer(slug)
             current = self._to_features(slug, [row])[0]
-            if row["version"] != expected_version:
-                raise VersionConflict(
-                    f"Feature {feature_id} was changed by someone else (now version"
-                    f" {row['version']}, your edit was based on version {expected_version})",
-                    current=current.to_geojson(),
-                )
-            geom = check_geometry(layer, geometry) if geometry is not None else current.geometry
-            props = current.properties if properties is None else properties
-            if layer.fields:
-                props = clean_properties(layer.fields, props)
+            geom, props = checked_edit(layer, current, expected_version, geometry, properties)
             con.execute(
                 "UPDATE features SET geom = ?, props = ?, version = version + 1, updated_at = ?"
                 " WHERE id = ?",
-                (shapely.to_wkb(geom), _dumps(props), now, feature_id),
+                (shapely.to_wkb(geom), json_text(props), now, feature_id),
             )
             minx, miny, maxx, maxy = geom.bounds
             con.execute(
@@ -547,12 +457,8 @@ class SQLiteStore(RecordsMixin, Store):
 
     # -- accounts -------------------------------------------------------------------------
     def create_user(self, username: str, password_hash: str, role: str) -> User:
-        username = username.strip()
-        if not username:
-            raise InvalidFeature("A username cannot be empty")
-        if role not in ROLES:
-            raise InvalidFeature(f"Role must be one of {', '.join(ROLES)}; got {role!r}")
-        now = _now()
+        username = checked_user(username, role)
+        now = utc_now()
         try:
             with self._tx() as con:
                 con.execute(

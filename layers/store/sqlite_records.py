@@ -6,7 +6,6 @@ and every write here runs inside the store's own transactions.
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -15,11 +14,20 @@ from typing import Any
 import orjson
 from shapely.geometry.base import BaseGeometry
 
-from ..errors import FeatureNotFound, InvalidFeature, LayerNotFound
+from ..errors import FeatureNotFound, LayerNotFound
 from .base import AuditEntry, Inspection, PublicMap, StoredPhoto
-
-# The audit log's and timeline's name for reports from the public map.
-CITIZEN = "citizen"
+from .common import (
+    CITIZEN,
+    audit_values,
+    audit_where,
+    checked_inspection,
+    inspection_entry,
+    json_or_none,
+    report_entry,
+    report_inspection,
+    to_audit_entry,
+    utc_now,
+)
 
 RECORDS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -68,10 +76,6 @@ CREATE TABLE IF NOT EXISTS photos (
 """
 
 
-def _json(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode("utf-8")
-
-
 class RecordsMixin:
     """Audit log, inspections and photos for ``SQLiteStore``."""
 
@@ -89,51 +93,29 @@ class RecordsMixin:
         con.execute(
             "INSERT INTO audit_log (at, actor, action, layer, feature_id, before, after, note)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (at or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), actor, action, layer,
-             feature_id, _json(before), _json(after), note),
+            audit_values(at, actor, action, layer, feature_id, before, after, note),
         )
 
     def list_audit(self, *, actor: str | None = None, layer: str | None = None,
                    feature_id: int | None = None, since: str | None = None,
                    until: str | None = None, limit: int = 200, offset: int = 0,
                    ) -> tuple[list[AuditEntry], int]:
-        clauses, params = ["1 = 1"], []
-        for column, value in (("actor", actor), ("layer", layer), ("feature_id", feature_id)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        if since:
-            clauses.append("at >= ?")
-            params.append(since)
-        if until:
-            clauses.append("at < ?")
-            params.append(until)
-        where = " AND ".join(clauses)
+        where, params = audit_where("?", actor=actor, layer=layer, feature_id=feature_id,
+                                    since=since, until=until)
         con = self._con()
         total = con.execute(f"SELECT count(*) FROM audit_log WHERE {where}", params)  # noqa: S608
         rows = con.execute(
             f"SELECT * FROM audit_log WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",  # noqa: S608
             [*params, limit, offset],
         )
-        entries = [
-            AuditEntry(r["id"], r["at"], r["actor"], r["action"], r["layer"], r["feature_id"],
-                       None if r["before"] is None else orjson.loads(r["before"]),
-                       None if r["after"] is None else orjson.loads(r["after"]), r["note"])
-            for r in rows
-        ]
+        entries = [to_audit_entry(r, orjson.loads) for r in rows]
         return entries, int(total.fetchone()[0])
 
     def add_inspection(self, slug: str, feature_id: int, *, inspected_on: str, inspector: str,
                        finding: str, photos: tuple[tuple[str, int, int, bytes], ...] = (),
                        actor: str = "system") -> int:
-        finding = finding.strip()
-        if not finding:
-            raise InvalidFeature("An inspection needs its finding")
-        try:
-            day = dt.date.fromisoformat(inspected_on).isoformat()
-        except ValueError:
-            raise InvalidFeature("The inspection date must be written YYYY-MM-DD") from None
-        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        day, finding = checked_inspection(inspected_on, finding)
+        now = utc_now()
         with self._tx() as con:
             self._feature_row(con, slug, feature_id)
             cur = con.execute(
@@ -148,8 +130,7 @@ class RecordsMixin:
                 [(inspection_id, *photo) for photo in photos],
             )
             self._audit(con, actor, "inspection.add", layer=slug, feature_id=feature_id,
-                        after={"inspected_on": day, "inspector": inspector, "finding": finding,
-                               "photos": len(photos)}, at=now)
+                        after=inspection_entry(day, inspector, finding, len(photos)), at=now)
         return inspection_id
 
     def list_inspections(self, slug: str, feature_id: int) -> list[Inspection]:
@@ -167,7 +148,7 @@ class RecordsMixin:
         ]
 
     def save_public_map(self, public_map: PublicMap, *, actor: str = "system") -> None:
-        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        now = utc_now()
         config = public_map.to_dict()
         with self._tx() as con:
             old = con.execute("SELECT config FROM public_maps WHERE slug = ?",
@@ -176,7 +157,7 @@ class RecordsMixin:
                 "INSERT INTO public_maps (slug, config, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT(slug) DO UPDATE SET config = excluded.config,"
                 " updated_at = excluded.updated_at",
-                (public_map.slug, _json(config), now),
+                (public_map.slug, json_or_none(config), now),
             )
             self._audit(con, actor, "public_map.save", at=now, after=config,
                         before=None if old is None else orjson.loads(old["config"]))
@@ -196,7 +177,7 @@ class RecordsMixin:
                       code: str, contact: str = "", description: str = "",
                       photo: tuple[str, int, int, bytes] | None = None) -> int:
         """A citizen's report: the hotspot, its private contact row and its photo, at once."""
-        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        now = utc_now()
         with self._tx() as con:
             row = self._layer_row(con, slug)
             [feature_id] = self._insert_many(con, row, [(geometry, properties)], now)
@@ -206,12 +187,12 @@ class RecordsMixin:
                 cur = con.execute(
                     "INSERT INTO inspections (layer, feature_id, inspected_on, inspector,"
                     " finding, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (slug, feature_id, now[:10], CITIZEN, description or "—", now))
+                    (slug, feature_id, *report_inspection(now, description), now))
                 if photo:
                     con.execute("INSERT INTO photos (inspection_id, mime, width, height, data)"
                                 " VALUES (?, ?, ?, ?, ?)", (cur.lastrowid, *photo))
             self._audit(con, CITIZEN, "report.create", layer=slug, feature_id=feature_id,
-                        after={"properties": properties, "code": code}, at=now)
+                        after=report_entry(properties, code), at=now)
         return feature_id
 
     def find_report(self, code: str) -> tuple[str, int]:

@@ -1,0 +1,294 @@
+"""The steps both stores share, so SQLite and PostGIS check, number and record alike.
+
+Nothing here touches a connection: each helper takes plain values (or a row the store has
+read) and returns values, or raises the typed errors of ``layers.errors``. The one piece
+of SQL, ``audit_where``, is dialect-free but for the placeholder. Keeping the checks,
+messages and audit payloads in one place is what lets the contract tests expect the same
+answers from either store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+import orjson
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from ..errors import InvalidFeature, VersionConflict
+from ..kinds import FieldDef, clean_properties, get_kind, property_cleaner
+from .base import (
+    ROLES,
+    AuditEntry,
+    Feature,
+    Layer,
+    check_geometries,
+    check_geometry,
+    check_slug,
+    layer_fields,
+)
+
+# The audit log's and timeline's name for reports from the public map.
+CITIZEN = "citizen"
+
+Item = tuple[BaseGeometry, dict[str, Any]]
+
+
+class Row(Protocol):
+    """A database row read by column name (``sqlite3.Row`` or a psycopg dict row)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+# -- values ---------------------------------------------------------------------------------
+def utc_now() -> str:
+    """The time as ISO 8601 text to the second: both stores compare these strings byte-wise."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def json_text(value: Any) -> str:
+    """JSON text (orjson: several times faster than json on bulk imports)."""
+    return orjson.dumps(value).decode("utf-8")
+
+
+def json_or_none(value: Any) -> str | None:
+    """JSON text for a nullable column: no value stays SQL NULL rather than ``null``."""
+    return None if value is None else json_text(value)
+
+
+def parsed_already(value: Any) -> Any:
+    """The JSON reader for a driver that hands JSON columns over parsed (psycopg)."""
+    return value
+
+
+# -- rows to records --------------------------------------------------------------------------
+def to_layer(row: Row, load_json: Callable[[Any], Any]) -> Layer:
+    """A Layer from its row; ``load_json`` reads the style and fields columns as stored."""
+    return Layer(
+        slug=row["slug"],
+        title=row["title"],
+        kind=row["kind"],
+        geometry_type=row["geometry_type"],
+        public=bool(row["public"]),
+        style=load_json(row["style"]),
+        fields=tuple(FieldDef.from_dict(f) for f in load_json(row["fields"])),
+        data_version=row["data_version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def to_features(slug: str, rows: Sequence[Row], load_props: Callable[[Any], dict[str, Any]]
+                ) -> list[Feature]:
+    """Features from rows with a WKB ``geom``, parsed in one vectorised call per page."""
+    geoms = shapely.from_wkb([r["geom"] for r in rows]) if rows else []
+    return [
+        Feature(
+            id=r["id"],
+            layer=slug,
+            geometry=g,
+            properties=load_props(r["props"]),
+            version=r["version"],
+            created_at=r["created_at"],
+            updated_at=r["updated_at"],
+        )
+        for r, g in zip(rows, geoms, strict=True)
+    ]
+
+
+def to_audit_entry(row: Row, load_json: Callable[[Any], Any]) -> AuditEntry:
+    """An AuditEntry from its row; ``load_json`` reads the before and after values."""
+    before, after = row["before"], row["after"]
+    return AuditEntry(row["id"], row["at"], row["actor"], row["action"], row["layer"],
+                      row["feature_id"], None if before is None else load_json(before),
+                      None if after is None else load_json(after), row["note"])
+
+
+# -- input checks -----------------------------------------------------------------------------
+def _titled(title: str) -> str:
+    if not title:
+        raise InvalidFeature("A layer needs a title")
+    return title
+
+
+def checked_layer(slug: str, title: str, kind: str, geometry_type: str | None,
+                  fields: Iterable[FieldDef] | None) -> tuple[str, str, tuple[FieldDef, ...]]:
+    """``create_layer``'s title, geometry type and fields, checked; the kind fills gaps."""
+    check_slug(slug)
+    title = _titled(title.strip())
+    return title, geometry_type or get_kind(kind).geometry_type, layer_fields(kind, fields)
+
+
+def changed_layer(before: Layer, title: str | None, public: bool | None,
+                  private_fields: Iterable[str] | None) -> Layer:
+    """``before`` with ``update_layer``'s changes, checked; a ``None`` keeps the old value."""
+    fields = before.fields
+    if private_fields is not None:
+        private = set(private_fields)
+        unknown = sorted(private - {f.name for f in fields})
+        if unknown:
+            raise InvalidFeature(f"Layer {before.slug!r} has no field(s) {', '.join(unknown)}")
+        fields = tuple(replace(f, public=f.name not in private) for f in fields)
+    new_title = _titled(before.title if title is None else title.strip())
+    return replace(before, title=new_title, public=before.public if public is None else public,
+                   fields=fields)
+
+
+def checked_user(username: str, role: str) -> str:
+    """The username to store, trimmed; refuses an empty one or a role nobody can hold."""
+    username = username.strip()
+    if not username:
+        raise InvalidFeature("A username cannot be empty")
+    if role not in ROLES:
+        raise InvalidFeature(f"Role must be one of {', '.join(ROLES)}; got {role!r}")
+    return username
+
+
+def checked_inspection(inspected_on: str, finding: str) -> tuple[str, str]:
+    """(day, finding) to store: the date as ISO text, the finding trimmed and non-empty."""
+    finding = finding.strip()
+    if not finding:
+        raise InvalidFeature("An inspection needs its finding")
+    try:
+        day = dt.date.fromisoformat(inspected_on).isoformat()
+    except ValueError:
+        raise InvalidFeature("The inspection date must be written YYYY-MM-DD") from None
+    return day, finding
+
+
+def range_operator(op: str) -> str:
+    """A range filter's operator, checked against the two allowed: it is written into SQL."""
+    if op not in (">=", "<="):
+        raise ValueError(f"unsupported operator {op}")
+    return op
+
+
+def checked_restore(slug: str, data_version: int, current: int, known: bool) -> str:
+    """Refuse restoring the current version or one never made; else the new version's note."""
+    if data_version == current:
+        raise InvalidFeature(f"Version {data_version} of {slug!r} is already the current one")
+    if not known:
+        raise InvalidFeature(f"Layer {slug!r} has no version {data_version}")
+    return f"restored from version {data_version}"
+
+
+# -- feature edits and batches ----------------------------------------------------------------
+def checked_edit(layer: Layer, current: Feature, expected_version: int,
+                 geometry: BaseGeometry | None, properties: dict[str, Any] | None
+                 ) -> tuple[BaseGeometry, dict[str, Any]]:
+    """The geometry and properties an edit leaves, if nobody changed the feature meanwhile.
+
+    Raises VersionConflict carrying the feature as it is now, so the editor can merge.
+    """
+    if current.version != expected_version:
+        raise VersionConflict(
+            f"Feature {current.id} was changed by someone else (now version"
+            f" {current.version}, your edit was based on version {expected_version})",
+            current=current.to_geojson(),
+        )
+    geom = check_geometry(layer, geometry) if geometry is not None else current.geometry
+    props = current.properties if properties is None else properties
+    if layer.fields:
+        props = clean_properties(layer.fields, props)
+    return geom, props
+
+
+class Batch(NamedTuple):
+    """Features checked and ready to write, and the number of the first for messages."""
+
+    geometries: np.ndarray
+    properties: list[dict[str, Any]]
+    first: int
+
+
+def _checked_batch(layer: Layer, batch: list[Item], first: int) -> Batch:
+    geoms = check_geometries(layer, [g for g, _ in batch], first)
+    props = []
+    clean = property_cleaner(layer.fields)
+    for n, (_, p) in enumerate(batch, start=first):
+        try:
+            props.append(clean(p) if layer.fields else p)
+        except InvalidFeature as exc:
+            raise InvalidFeature(f"Feature {n}: {exc.message}") from None
+    return Batch(geoms, props, first)
+
+
+def insert_batches(layer: Layer, items: Iterable[Item], size: int,
+                   insert: Callable[[Batch], list[int]]) -> list[int]:
+    """Check features ``size`` at a time and hand each batch to ``insert``; all the ids.
+
+    A batch is read and checked only once the one before is written, so an import holds
+    one batch in memory; errors name a feature by its position, counting from 1.
+    """
+    ids: list[int] = []
+    batch: list[Item] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            ids += insert(_checked_batch(layer, batch, len(ids) + 1))
+            batch = []
+    if batch:
+        ids += insert(_checked_batch(layer, batch, len(ids) + 1))
+    return ids
+
+
+# -- audit rows and payloads ------------------------------------------------------------------
+def audit_values(at: str | None, actor: str, action: str, layer: str | None,
+                 feature_id: int | None, before: Any, after: Any, note: str) -> tuple[Any, ...]:
+    """An audit row's column values in that order: now when ``at`` is not given, JSON text."""
+    return (at or utc_now(), actor, action, layer, feature_id, json_or_none(before),
+            json_or_none(after), note)
+
+
+def created_entry(layer: Layer, count: int) -> dict[str, Any]:
+    """``layer.create``'s after value: the layer as described, with its first features."""
+    return {**layer.to_dict(), "features": count}
+
+
+def added_entry(ids: list[int], feature: Callable[[int], Feature]
+                ) -> tuple[str, int | None, dict[str, Any]]:
+    """(action, feature id, after) for added features: a drawn one whole, many in summary."""
+    if len(ids) == 1:  # one feature drawn or typed in: keep all of it
+        return "feature.create", ids[0], feature(ids[0]).to_geojson()
+    return "features.add", None, {"count": len(ids), "first_id": ids[0], "last_id": ids[-1]}
+
+
+def replaced_entry(current: int, count: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``layer.replace``'s before and after values: the version swapped and its features."""
+    return {"data_version": current}, {"data_version": current + 1, "features": count}
+
+
+def inspection_entry(day: str, inspector: str, finding: str, photos: int) -> dict[str, Any]:
+    """``inspection.add``'s after value; the photos themselves are counted, not copied."""
+    return {"inspected_on": day, "inspector": inspector, "finding": finding, "photos": photos}
+
+
+def report_inspection(now: str, description: str) -> tuple[str, str, str]:
+    """(inspected_on, inspector, finding) of the inspection a citizen's report opens."""
+    return now[:10], CITIZEN, description or "—"
+
+
+def report_entry(properties: dict[str, Any], code: str) -> dict[str, Any]:
+    """``report.create``'s after value: what the citizen said and the code they were given."""
+    return {"properties": properties, "code": code}
+
+
+def audit_where(mark: str, *, actor: str | None, layer: str | None, feature_id: int | None,
+                since: str | None, until: str | None) -> tuple[str, list[Any]]:
+    """``list_audit``'s condition and parameters; ``mark`` is the dialect's placeholder."""
+    clauses, params = ["1 = 1"], []
+    for column, value in (("actor", actor), ("layer", layer), ("feature_id", feature_id)):
+        if value is not None:
+            clauses.append(f"{column} = {mark}")
+            params.append(value)
+    if since:
+        clauses.append(f"at >= {mark}")
+        params.append(since)
+    if until:
+        clauses.append(f"at < {mark}")
+        params.append(until)
+    return " AND ".join(clauses), params
