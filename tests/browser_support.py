@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 from werkzeug.serving import make_server
 
@@ -114,3 +114,16 @@ def settle(page: Page) -> None:
 
 def shown_points(page: Page, slug: str) -> int:
     return int(page.evaluate(SHOWN_POINTS, slug))
+
+
+def open_popup_at(page: Page, lat: float, lon: float) -> Locator:
+    """Centre a point at street level (clusters broken up), click it, and the popup."""
+    page.evaluate("""([lat, lon]) => window[document.querySelector('.folium-map').id]
+        .setView([lat, lon], 18, {animate: false})""", [lat, lon])
+    settle(page)
+    box = page.locator(".folium-map").bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    popup = page.locator(".leaflet-popup .gis-popup")
+    popup.wait_for()
+    return popup

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import Page
 
-from tests.browser_support import Server, log_in, serve, settle, shown_points
+from tests.browser_support import Server, log_in, open_popup_at, serve, settle, shown_points
 
 pytestmark = pytest.mark.browser
 
@@ -82,18 +82,7 @@ def test_hotspot_popup_in_vietnamese(page: Page, server: Server) -> None:
     props = feature.properties
     log_in(page, server)
     settle(page)
-    # Centre the feature at street level, where clusters have broken up, and click it.
-    page.evaluate(
-        """([lat, lon]) => window[document.querySelector('.folium-map').id]
-            .setView([lat, lon], 18, {animate: false})""",
-        [feature.geometry.y, feature.geometry.x],
-    )
-    settle(page)
-    box = page.locator(".folium-map").bounding_box()
-    assert box is not None
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    popup = page.locator(".leaflet-popup .gis-popup")
-    popup.wait_for()
+    popup = open_popup_at(page, feature.geometry.y, feature.geometry.x)
     assert popup.locator("h3").text_content() == props["name"]
     rows = dict(page.evaluate(
         """() => [...document.querySelectorAll('.leaflet-popup .gis-popup tr')]

@@ -18,7 +18,7 @@ from shapely.geometry import Point, box
 from layers.kinds import FieldDef
 from layers.store import PublicMap
 from layers.workflow import move_status
-from tests.browser_support import Server, log_in, serve, settle
+from tests.browser_support import Server, log_in, open_popup_at, serve, settle
 
 pytestmark = pytest.mark.browser
 
@@ -109,15 +109,7 @@ def watch(page: Page) -> Watch:
 
 def open_popup(watch: Watch, at: Point) -> str:
     """Centre ``at`` at street level, click the marker there, the popup's text."""
-    page = watch.page
-    page.evaluate("""([lat, lon]) => window[document.querySelector('.folium-map').id]
-        .setView([lat, lon], 18, {animate: false})""", [at.y, at.x])
-    settle(page)
-    frame = page.locator(".folium-map").bounding_box()
-    assert frame is not None
-    page.mouse.click(frame["x"] + frame["width"] / 2, frame["y"] + frame["height"] / 2)
-    popup = page.locator(".leaflet-popup .gis-popup")
-    popup.wait_for()
+    popup = open_popup_at(watch.page, at.y, at.x)
     watch.check()
     return popup.text_content() or ""  # not inner_text: the CSS upper-cases the layer title
 
