@@ -74,6 +74,7 @@ def render_detail(slug: str, feature: Feature, status: int = 200, error: str = "
         "hotspot.html", layer=hotspot_layer(slug), feature=feature, kind=HOTSPOT,
         moves=next_statuses(str(feature.properties.get("status"))),
         timeline=timeline(store, slug, feature.id), ward_names=ward_names(),
+        report=store.report_contact(slug, feature.id),
         error=error, form=form or {}, today=dt.date.today().isoformat(),
     ), status
 

@@ -109,6 +109,7 @@ def test_citizen_report_is_queued_for_inspectors_and_private(app, client, publis
     inspector = login(app.test_client(), "inspector")
     detail = inspector.get(f"/hotspots/hotspots/{feature_id}").get_data(as_text=True)
     assert "Mùi hôi từ cống thoát nước" in detail
+    assert code in detail and "0912 345 678" in detail  # inspectors can call back
     assert client.get("/public/report/PA-NOTACODE").status_code == 404
 
 

@@ -128,3 +128,17 @@ def test_timeline_of_an_imported_hotspot_starts_when_it_arrived(store):
     [entry] = timeline(store, "hotspots", ids[0])
     assert entry.kind == "created" and entry.summary == {"status": "verified"}
     assert entry.at == store.get_feature("hotspots", ids[0]).created_at
+
+
+def test_a_citizen_report_keeps_its_contact_apart(hot):
+    store, fid = hot
+    props = {"name": "Phản ánh", "category": "odour", "severity": 1, "status": "reported",
+             "reported_at": "2024-06-01", "source": "citizen"}
+    rid = store.create_report("hotspots", Point(106.86, 11.53), props, code="PA-TEST2345",
+                              contact="0912 000 111", description="Mùi hôi")
+    assert store.find_report("PA-TEST2345") == ("hotspots", rid)
+    assert store.report_contact("hotspots", rid) == ("PA-TEST2345", "0912 000 111")
+    assert store.report_contact("hotspots", fid) is None
+    assert "0912" not in str(store.get_feature("hotspots", rid).properties)
+    [inspection] = store.list_inspections("hotspots", rid)
+    assert inspection.finding == "Mùi hôi"

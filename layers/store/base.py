@@ -404,6 +404,10 @@ class Store(ABC):
     def find_report(self, code: str) -> tuple[str, int]:
         """(layer, feature id) of the report with that reference code."""
 
+    @abstractmethod
+    def report_contact(self, slug: str, feature_id: int) -> tuple[str, str] | None:
+        """(reference code, contact) of the citizen report behind a hotspot, for inspectors."""
+
     # Accounts
     @abstractmethod
     def create_user(self, username: str, password_hash: str, role: str) -> User:

@@ -213,6 +213,13 @@ class PostGISRecordsMixin:
             raise FeatureNotFound(f"No report with the code {code!r}")
         return row["layer"], row["feature_id"]
 
+    def report_contact(self, slug: str, feature_id: int) -> tuple[str, str] | None:
+        with self._con() as conn:
+            row = conn.execute(
+                "SELECT code, contact FROM reports WHERE layer = %s AND feature_id = %s",
+                (slug, feature_id)).fetchone()
+        return None if row is None else (row["code"], row["contact"])
+
     def get_photo(self, photo_id: int) -> StoredPhoto:
         with self._con() as conn:
             row = conn.execute(

@@ -202,6 +202,12 @@ class RecordsMixin:
             raise FeatureNotFound(f"No report with the code {code!r}")
         return row["layer"], row["feature_id"]
 
+    def report_contact(self, slug: str, feature_id: int) -> tuple[str, str] | None:
+        row = self._con().execute(
+            "SELECT code, contact FROM reports WHERE layer = ? AND feature_id = ?",
+            (slug, feature_id)).fetchone()
+        return None if row is None else (row["code"], row["contact"])
+
     def get_photo(self, photo_id: int) -> StoredPhoto:
         row = self._con().execute(
             "SELECT p.*, i.layer, i.feature_id FROM photos p"
