@@ -7,6 +7,9 @@ CLI and the API.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 from flask import (
     Blueprint,
     current_app,
@@ -119,6 +122,8 @@ def render_preview(token: str, args: dict[str, str], form: dict[str, str] | None
     pending = get_upload(token, current_user.get_id())
     options = read_options(args)
     preview = run_preview(pending.path, pending.original_name, options)
+    preview_geojson(pending.path, options).write_text(
+        preview.frame.head(PREVIEW_MAP_FEATURES).to_json(drop_id=True), encoding="utf-8")
     kind = (form or args).get("kind") or "generic"
     if kind not in KINDS:
         raise InvalidUpload(f"kind must be one of {', '.join(KINDS)}")
@@ -157,12 +162,21 @@ def preview(token: str) -> ResponseReturnValue:
 
 @bp.get("/import/<token>/features")
 def preview_features(token: str) -> ResponseReturnValue:
-    """The preview's first features as GeoJSON, for its small map."""
+    """The preview's first features as GeoJSON, for its small map.
+
+    Written by the preview page itself, so the file is not read and converted twice.
+    """
     pending = get_upload(token, current_user.get_id())
-    preview = run_preview(pending.path, pending.original_name, read_options(request.args))
-    head = preview.frame.head(PREVIEW_MAP_FEATURES)
-    return current_app.response_class(head.to_json(drop_id=True),
-                                      mimetype="application/geo+json")
+    cached = preview_geojson(pending.path, read_options(request.args))
+    if not cached.is_file():
+        raise InvalidUpload("Open the preview page first; it prepares this map")
+    return current_app.response_class(cached.read_bytes(), mimetype="application/geo+json")
+
+
+def preview_geojson(upload: Path, options: ReadOptions) -> Path:
+    """Where a preview's map features are kept, one file per way of reading the upload."""
+    key = hashlib.sha256(repr(sorted(option_args(options).items())).encode()).hexdigest()[:16]
+    return upload.parent / f"preview-{key}.geojson"
 
 
 @bp.post("/import/<token>")
