@@ -303,3 +303,21 @@ def test_hostile_and_broken_files_are_refused_clearly(tmp_path):
     no_dbf = zip_files(tmp_path / "thieu.zip", [f for f in files if f.suffix != ".dbf"])
     with pytest.raises(InvalidUpload, match=r"thieu\.dbf"):
         preview_upload(no_dbf, "thieu.zip")
+
+
+def cut_shapefile_zip(tmp_path: Path, count: int = 10) -> Path:
+    """A zipped shapefile of ``count`` points whose .shp lost its second half in transit."""
+    frame = gpd.GeoDataFrame({"TEN": [f"Điểm {i}" for i in range(count)]},
+                             geometry=[Point(*tm3(106.85 + i * 0.001, 11.52))
+                                       for i in range(count)], crs=9212)
+    files = write_shapefile(tmp_path / "cut", "diem_cut", frame)
+    shp = next(f for f in files if f.suffix == ".shp")
+    shp.write_bytes(shp.read_bytes()[: shp.stat().st_size // 2])
+    return zip_files(tmp_path / "diem_cut.zip", files)
+
+
+def test_a_cut_shapefile_is_refused_not_partly_read(tmp_path, store):
+    with pytest.raises(InvalidUpload, match=r"damaged or incomplete.*\.shp file holds"):
+        preview_upload(cut_shapefile_zip(tmp_path), "diem_cut.zip")
+    assert "diem-cut" not in [la.slug for la in store.list_layers()]
+

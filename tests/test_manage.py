@@ -188,3 +188,21 @@ def test_cli_import_needs_confirmation_for_a_guessed_crs(app, tmp_path):
     assert '"version": 2' in listed.output and '"version": 1' in listed.output
     restored = runner.invoke(args=["layers", "restore", "diem-nong", "1"])
     assert restored.exit_code == 0 and "version 3" in restored.output
+
+
+def test_a_cut_shapefile_is_refused_in_vietnamese_and_stores_nothing(app, planner, tmp_path):
+    from tests.test_ingest import cut_shapefile_zip
+
+    store = app.extensions["gis_store"]
+    before = [la.slug for la in store.list_layers()]
+    data = cut_shapefile_zip(tmp_path).read_bytes()
+    page = planner.get(upload(planner, data, "diem_cut.zip").headers["Location"])
+    assert page.status_code == 400
+    assert "bị hỏng hoặc không đầy đủ" in page.get_data(as_text=True)
+    headers = {"X-CSRFToken": csrf_token(planner, "/layers/")}
+    api = planner.post("/api/layers/import", headers=headers,
+                       data={"file": (io.BytesIO(data), "diem_cut.zip"), "slug": "diem-cut",
+                             "title": "Cắt", "confirm": "on"},
+                       content_type="multipart/form-data")
+    assert api.status_code == 400 and "không đầy đủ" in api.json["error"]
+    assert [la.slug for la in store.list_layers()] == before

@@ -12,8 +12,10 @@ import re
 import stat
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from layers.errors import InvalidUpload
 
@@ -271,17 +273,20 @@ def _datasets(path: Path, shown: str, members: dict[str, tuple[str, bytes]]) -> 
     return out
 
 
-def read_member_bytes(dataset: Dataset, suffix: str, limit: int = 1 << 20) -> bytes | None:
-    """A small sidecar (".prj", ".cpg") in the zip or beside the file, None if absent; at most
-    ``limit`` bytes, since it is untrusted input too."""
+@contextlib.contextmanager
+def _open_member(dataset: Dataset, suffix: str) -> Iterator[tuple[BinaryIO, int] | None]:
+    """A dataset's own file or sidecar, in the zip or beside the file, opened with its size;
+    None if absent."""
     path = dataset.path.removeprefix("CSV:")
     if not path.startswith("/vsizip/"):
         stem = os.path.splitext(path)[0]
         for candidate in (stem + suffix.lower(), stem + suffix.upper()):
             if os.path.isfile(candidate):
                 with open(candidate, "rb") as file:
-                    return file.read(limit)
-        return None
+                    yield file, os.fstat(file.fileno()).st_size
+                return
+        yield None
+        return
     rest = path.removeprefix("/vsizip/")  # undo _vsizip: braces, or the first .zip/ .kmz/
     if rest.startswith("{"):
         archive, _, member = rest[1:].partition("}/")
@@ -293,8 +298,22 @@ def read_member_bytes(dataset: Dataset, suffix: str, limit: int = 1 << 20) -> by
             infos = {_normalise(i.filename): i for i in zf.infolist()}
             name = _sidecar(infos, posixpath.splitext(member)[0], suffix.lower())
             if name is None:
-                return None
+                yield None
+                return
             with zf.open(infos[name]) as file:
-                return file.read(limit)
+                yield file, infos[name].file_size
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as exc:
         raise InvalidUpload(f"{dataset.name}: {DAMAGED}") from exc
+
+
+def read_member_bytes(dataset: Dataset, suffix: str, limit: int = 1 << 20) -> bytes | None:
+    """A small sidecar (".prj", ".cpg") in the zip or beside the file, None if absent; at most
+    ``limit`` bytes, since it is untrusted input too."""
+    with _open_member(dataset, suffix) as member:
+        return None if member is None else member[0].read(limit)
+
+
+def member_size(dataset: Dataset, suffix: str) -> int | None:
+    """How many bytes a dataset's file or sidecar holds, without reading it; None if absent."""
+    with _open_member(dataset, suffix) as member:
+        return None if member is None else member[1]

@@ -12,7 +12,9 @@ import csv
 import io
 import posixpath
 import re
-from dataclasses import dataclass, replace
+import struct
+import warnings
+from dataclasses import dataclass, field, replace
 
 import geopandas as gpd
 import pandas as pd
@@ -20,11 +22,13 @@ import pyogrio
 from pyogrio.errors import DataLayerError, DataSourceError
 
 from ..errors import InvalidUpload
-from .archive import Dataset, read_member_bytes
+from ..messages import Message
+from .archive import Dataset, member_size, read_member_bytes
 
 LON_NAMES = ("lon", "lng", "long", "longitude", "kinh_do", "kinhdo", "x", "easting", "toa_do_x")
 LAT_NAMES = ("lat", "latitude", "vi_do", "vido", "y", "northing", "toa_do_y")
 MAX_CSV_BYTES = 200 * 1024 * 1024
+MAX_SHX_BYTES = 100 + 8 * 10_000_000  # the index of ten million shapes
 
 
 @dataclass
@@ -34,6 +38,7 @@ class RawData:
     frame: gpd.GeoDataFrame
     declared_crs: str | None
     raw_text: bool
+    warnings: list[Message] = field(default_factory=list)  # what GDAL warned of on reading
 
 
 def dataset_bytes(ds: Dataset, limit: int) -> bytes:
@@ -58,20 +63,64 @@ def refuse_xml_entities(data: bytes, name: str) -> None:
         )
 
 
+def _damaged_shapefile(ds: Dataset, detail: Message) -> InvalidUpload:
+    return InvalidUpload(Message(
+        "{name} is damaged or incomplete ({detail}); nothing was imported. Export the "
+        "shapefile again and upload all its files", name=ds.name, detail=detail))
+
+
+def check_shapefile(ds: Dataset, features_read: int) -> None:
+    """Refuse a shapefile whose parts disagree: GDAL reads a cut-off .shp without an error,
+    handing back the shapes past the cut as empty ones, so they must be counted here.
+
+    The .shx index holds one (offset, length) pair per shape and the .dbf header its record
+    count; every shape must end inside the .shp, and the three must count the same rows.
+    """
+    shx = read_member_bytes(ds, ".shx", MAX_SHX_BYTES) or b""
+    shp_size = member_size(ds, ".shp") or 0
+    head = read_member_bytes(ds, ".shp", 100) or b""
+    dbf = read_member_bytes(ds, ".dbf", 32) or b""
+    if len(shx) < 100 or len(head) < 100 or len(dbf) < 8:
+        raise _damaged_shapefile(ds, Message("a header is missing"))
+    count = (len(shx) - 100) // 8
+    index = struct.unpack(f">{2 * count}i", shx[100:100 + 8 * count])
+    needed = max([100, 2 * struct.unpack(">i", head[24:28])[0]]
+                 + [2 * (index[i] + index[i + 1]) + 8 for i in range(0, len(index), 2)])
+    if shp_size < needed:
+        raise _damaged_shapefile(ds, Message(
+            "the .shp file holds {size} bytes of the {needed} its shapes need",
+            size=shp_size, needed=needed))
+    records = struct.unpack("<I", dbf[4:8])[0]
+    if not count == records == features_read:
+        raise _damaged_shapefile(ds, Message(
+            "the .shx index lists {shapes} shapes, the .dbf table {records} rows and "
+            "{read} could be read", shapes=count, records=records, read=features_read))
+
+
 def read_vector(ds: Dataset) -> RawData:
-    """Shapefile, GeoPackage, GeoJSON or KML through GDAL (pyogrio)."""
+    """Shapefile, GeoPackage, GeoJSON or KML through GDAL (pyogrio).
+
+    GDAL's errors refuse the file; its warnings are kept for the preview to show.
+    """
     shapefile = ds.format == "shapefile"
     try:
-        info = pyogrio.read_info(ds.path, layer=ds.layer) if ds.layer else pyogrio.read_info(
-            ds.path)
-        kwargs = {"encoding": "latin1"} if shapefile else {}
-        frame = pyogrio.read_dataframe(ds.path, layer=ds.layer, **kwargs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            info = pyogrio.read_info(ds.path, layer=ds.layer) if ds.layer else (
+                pyogrio.read_info(ds.path))
+            kwargs = {"encoding": "latin1"} if shapefile else {}
+            frame = pyogrio.read_dataframe(ds.path, layer=ds.layer, **kwargs)
     except (DataSourceError, DataLayerError, OSError, ValueError, RuntimeError) as exc:
         message = str(exc).replace(ds.path, ds.name)
-        raise InvalidUpload(
-            f"{ds.name} could not be read as {ds.format} (damaged or incomplete?): {message}"
-        ) from None
-    return RawData(frame, None if shapefile else info.get("crs"), shapefile)
+        raise InvalidUpload(Message(
+            "{name} could not be read as {format} (damaged or incomplete?): {error}",
+            name=ds.name, format=ds.format, error=message)) from None
+    if shapefile:
+        check_shapefile(ds, len(frame))
+    notes = [Message("GDAL warned while reading {name}: {warning}", name=ds.name,
+                     warning=str(w.message).replace(ds.path, ds.name))
+             for w in caught if issubclass(w.category, RuntimeWarning)]
+    return RawData(frame, None if shapefile else info.get("crs"), shapefile, notes)
 
 
 def _pick(columns: list[str], names: tuple[str, ...], chosen: str | None) -> str | None:
