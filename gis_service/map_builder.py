@@ -1,14 +1,19 @@
-"""Builds the inspector map with Folium: the page shell only, never the feature data.
+"""Builds the map pages with Folium: a static shell that holds no data at all.
 
 Folium lays out the map, its controls and one empty container per layer (a marker
 cluster for point layers, a feature group otherwise). ``static/js/gis_map.js`` then
 fills those containers from the JSON API for the current view, so the page weight does
 not grow with the data.
+
+branca renders each element's output again as a Jinja template, so any text placed in
+what Folium renders would be evaluated (``{{7*7}}`` in a layer title becomes ``49``).
+Nothing from a user, a file or the store therefore goes into Folium: layer titles, ward
+names, filters and messages travel in ``config``, which the page's own autoescaped
+template writes as a JSON data island (``_map_script.html``) for gis_map.js to read.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,8 +21,6 @@ import folium
 import folium.plugins
 from branca.element import MacroElement
 from jinja2 import Template
-from jinja2.utils import htmlsafe_json_dumps
-from markupsafe import escape
 
 from layers.kinds import get_kind
 from layers.store import Layer
@@ -58,23 +61,26 @@ class MapSettings:
     pick_location: bool = False
 
 
+CONFIG_ID = "gis-map-config"  # the id of the JSON data island the page writes
+
+
 class DataLoader(MacroElement):
-    """Hands the map, its layer containers and their configuration to gis_map.js."""
+    """Hands the map and its layer containers to gis_map.js, which reads the rest from the
+    page's data island. The template's only inputs are Folium's own variable names."""
 
     _template = Template(
         """
         {% macro script(this, kwargs) %}
-        GisMap.start({{ this._parent.get_name() }}, {{ this.groups }}, {{ this.config }});
+        GisMap.start({{ this._parent.get_name() }}, [{{ this.groups }}], "{{ this.config_id }}");
         {% endmacro %}
         """
     )
 
-    def __init__(self, groups: dict[str, str], config: dict[str, Any]) -> None:
+    def __init__(self, groups: list[folium.map.Layer]) -> None:
         super().__init__()
         self._name = "DataLoader"
-        # Group variable names are Folium-generated identifiers; slugs are validated.
-        self.groups = "{" + ", ".join(f"{json.dumps(s)}: {v}" for s, v in groups.items()) + "}"
-        self.config = htmlsafe_json_dumps(config, ensure_ascii=False)
+        self.groups = ", ".join(g.get_name() for g in groups)
+        self.config_id = CONFIG_ID
 
 
 def layer_config(ml: MapLayer, lang: str) -> dict[str, Any]:
@@ -122,8 +128,11 @@ def layer_config(ml: MapLayer, lang: str) -> dict[str, Any]:
     }
 
 
-def build_map(layers: list[MapLayer], settings: MapSettings) -> folium.Map:
-    """The inspector map shell, fitted to ``settings.bounds`` (minx, miny, maxx, maxy)."""
+def build_map(layers: list[MapLayer], settings: MapSettings
+              ) -> tuple[folium.Map, dict[str, Any]]:
+    """The map shell and the data island's content, for ``settings.bounds``
+    (minx, miny, maxx, maxy). Only ``settings``' own strings (the app's catalogue, the
+    operator's tile settings) and numbers reach Folium; all data goes in the config."""
     minx, miny, maxx, maxy = settings.bounds
     m = folium.Map(
         location=[(miny + maxy) / 2, (minx + maxx) / 2],
@@ -141,23 +150,19 @@ def build_map(layers: list[MapLayer], settings: MapSettings) -> folium.Map:
             max_zoom=19,
             control=False,
         ).add_to(m)
-    groups: dict[str, str] = {}
+    groups: list[folium.map.Layer] = []
     for ml in layers:
-        # Leaflet's layer control writes names with innerHTML: escape the title.
-        name = str(escape(ml.layer.title))
+        # No name and no icon function here: gis_map.js builds the layer control with
+        # the titles as text, and the cluster icons, from the data island.
         if ml.layer.geometry_type in POINT_TYPES:
             group: folium.map.Layer = folium.plugins.MarkerCluster(
-                name=name,
                 show=ml.show,
-                icon_create_function=(
-                    f"function (c) {{ return GisMap.clusterIcon(c, {json.dumps(ml.layer.slug)}); }}"
-                ),
                 options={"maxClusterRadius": 50, "disableClusteringAtZoom": 17},
             )
         else:
-            group = folium.FeatureGroup(name=name, show=ml.show)
+            group = folium.FeatureGroup(show=ml.show)
         group.add_to(m)
-        groups[ml.layer.slug] = group.get_name()
+        groups.append(group)
     if "fullscreen" in settings.controls:
         folium.plugins.Fullscreen(
             title=settings.messages["fullscreen"],
@@ -167,7 +172,7 @@ def build_map(layers: list[MapLayer], settings: MapSettings) -> folium.Map:
         folium.plugins.LocateControl(
             strings={"title": settings.messages["locate"]}, flyTo=True
         ).add_to(m)
-    folium.LayerControl(collapsed=True).add_to(m)
+    DataLoader(groups).add_to(m)
     config = {
         # Fitted by the script without animation, so the first fetch is for the final view.
         "bounds": [[miny, minx], [maxy, maxx]],
@@ -180,13 +185,14 @@ def build_map(layers: list[MapLayer], settings: MapSettings) -> folium.Map:
         "pick_location": settings.pick_location,
         "lang": settings.lang,
     }
-    DataLoader(groups, config).add_to(m)
-    return m
+    return m, config
 
 
-def render_parts(m: folium.Map, nonce: str) -> dict[str, str]:
-    """Folium's header, body and script, with our CSP nonce on every inline script tag."""
+def render_parts(m: folium.Map, config: dict[str, Any], nonce: str) -> dict[str, Any]:
+    """Folium's header, body and script, with our CSP nonce on every inline script tag,
+    and the config that ``_map_script.html`` writes as the data island."""
     root = m.get_root()
     root.render()
     header = root.header.render().replace("<script", f'<script nonce="{nonce}"')
-    return {"header": header, "body": root.html.render(), "script": root.script.render()}
+    return {"header": header, "body": root.html.render(), "script": root.script.render(),
+            "config": config, "config_id": CONFIG_ID}

@@ -53,8 +53,9 @@ def ward_index(store: Store, layers: list[Layer]) -> tuple[dict[str, str], dict[
 
 
 def render_map(layers: list[MapLayer], bounds: tuple[float, float, float, float],
-               **options: Any) -> dict[str, str]:
-    """Folium's header, body and script for a page, with the app's tiles and language."""
+               **options: Any) -> dict[str, Any]:
+    """Folium's header, body and script for a page, with the app's tiles and language,
+    and the config for the page's data island."""
     settings = MapSettings(
         bounds=bounds,
         lang=str(get_locale() or "vi"),
@@ -65,4 +66,4 @@ def render_map(layers: list[MapLayer], bounds: tuple[float, float, float, float]
         page_size=options.pop("page_size", MAX_LIMIT),
         **options,
     )
-    return render_parts(build_map(layers, settings), csp_nonce())
+    return render_parts(*build_map(layers, settings), csp_nonce())

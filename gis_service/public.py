@@ -143,8 +143,9 @@ def render_public(config: PublicMap) -> ResponseReturnValue:
 
 
 def ward_names() -> dict[str, str]:
+    """Ward names for popups, from public ward layers only: an internal layer's are private."""
     store = get_store()
-    return ward_index(store, store.list_layers())[0]
+    return ward_index(store, store.list_layers(public_only=True))[0]
 
 
 @bp.get("/public")

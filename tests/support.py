@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -56,3 +57,11 @@ def login(client: FlaskClient, role: str = "inspector") -> FlaskClient:
     )
     assert response.status_code == 302, response.get_data(as_text=True)
     return client
+
+
+def map_config(html: str) -> dict:
+    """The map's data island: what a map page hands gis_map.js (titles, layers, filters)."""
+    match = re.search(r'<script type="application/json" id="gis-map-config">(.*?)</script>',
+                      html, re.S)
+    assert match, "no map data island on the page"
+    return json.loads(match.group(1))

@@ -29,6 +29,11 @@ PAYLOADS = (
     "'\"><svg onload=\"window.__xss=4\">",
     "javascript:window.__xss=5",
     "\"');window.__xss=6;//",
+    # Template text: branca renders Folium's output again as Jinja, so these must stay text.
+    "{{7*7}}",
+    "{% if 1 %}x{% endif %}",
+    "{# x",
+    "{{ config }}",
 )
 N = len(PAYLOADS)
 ALL = " ".join(PAYLOADS)  # titles: every payload in one string

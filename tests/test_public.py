@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -9,7 +10,7 @@ from shapely.geometry import Point
 
 from layers.query import FeatureQuery
 from layers.store import PublicMap
-from tests.support import csrf_token, login
+from tests.support import csrf_token, login, map_config
 
 
 @pytest.fixture
@@ -154,3 +155,18 @@ def test_layer_settings_page_controls_what_is_public(app, client):
     assert entries[0].action == "layer.update"
     store.add_features("places-of-worship", [(Point(106.85, 11.52), {
         "name": "Chùa mới", "religion": "buddhism", "in_model": True})])
+
+
+def test_internal_ward_layers_do_not_name_wards_on_public_pages(client, published):
+    store = published
+    store.create_layer("to-dan-pho", "Tổ dân phố (nội bộ)", "ward", features=[
+        (Point(106.85, 11.52).buffer(0.001), {"code": "77001", "name": "Tổ nội bộ số 7",
+                                               "type": "phuong"})])
+    for path in ("/public", "/embed/ban-do", "/public/report"):
+        config = map_config(client.get(path).get_data(as_text=True))
+        assert "77001" not in config["ward_names"], path
+        assert "Tổ nội bộ số 7" not in json.dumps(config, ensure_ascii=False), path
+    assert "Phường Tân Phú" in map_config(client.get("/public").get_data(as_text=True))[
+        "ward_names"].values()
+    login(client, "inspector")
+    assert "77001" in map_config(client.get("/map").get_data(as_text=True))["ward_names"]

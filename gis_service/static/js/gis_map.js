@@ -238,20 +238,42 @@
     });
   }
 
-  var GisMap = {
-    clusterIcon: function (cluster, slug) {
-      var n = cluster.getChildCount();
-      var size = n < 10 ? 'small' : (n < 100 ? 'medium' : 'large');
-      var inner = el('div');
-      inner.appendChild(el('span', null, n));
-      return L.divIcon({
-        html: inner,
-        className: 'marker-cluster marker-cluster-' + size + ' gis-cluster gis-cluster-' + safeClass(slug),
-        iconSize: L.point(40, 40)
-      });
-    },
+  // Leaflet's layer control writes names with innerHTML: hand it the title as escaped text.
+  function escapedName(text) {
+    return el('span', null, text).innerHTML;
+  }
 
-    start: function (map, groups, cfg) {
+  // A cluster's icon in its layer's colour, so that a "16" says what it counts.
+  function clusterIcon(cluster, layerCfg) {
+    var n = cluster.getChildCount();
+    var size = n < 10 ? 'small' : (n < 100 ? 'medium' : 'large');
+    var inner = el('div');
+    inner.style.background = safeColor(layerCfg.color, '#3f51b5');
+    inner.appendChild(el('span', null, n));
+    return L.divIcon({
+      html: inner,
+      className: 'marker-cluster marker-cluster-' + size + ' gis-cluster gis-cluster-' +
+        safeClass(layerCfg.slug),
+      iconSize: L.point(40, 40)
+    });
+  }
+
+  var GisMap = {
+    // ``containers`` are Folium's empty layer groups, in the order of the config's layers;
+    // the config itself is the page's JSON data island (never a template).
+    start: function (map, containers, configId) {
+      var cfg = JSON.parse(document.getElementById(configId).textContent);
+      var groups = {};
+      var control = L.control.layers(null, null, { collapsed: true });
+      cfg.layers.forEach(function (layerCfg, i) {
+        var group = containers[i];
+        groups[layerCfg.slug] = group;
+        if (layerCfg.points && group.options) {
+          group.options.iconCreateFunction = function (c) { return clusterIcon(c, layerCfg); };
+        }
+        control.addOverlay(group, escapedName(layerCfg.title));
+      });
+      if (cfg.layers.length) { control.addTo(map); }
       var loaded = {};
       var controller = null;
       map.fitBounds(cfg.bounds, { animate: false });
