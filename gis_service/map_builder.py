@@ -138,7 +138,7 @@ def build_map(layers: list[MapLayer], settings: MapSettings
         location=[(miny + maxy) / 2, (minx + maxx) / 2],
         zoom_start=12,
         tiles=None,
-        control_scale=True,
+        control_scale=False,  # gis_map.js adds a metric-only scale bar
         zoomSnap=0.5,
         maxZoom=19,  # on the map itself: clusters need it even without a tile layer
     )

@@ -34,6 +34,8 @@ def map_messages() -> dict[str, str]:
         "shown": _("shown"),
         "details": _("Details and history"),
         "add_here": _("Add a hotspot here"),
+        "copy_link": _("Copy a link to this view"),
+        "link_copied": _("Link copied"),
     }
 
 

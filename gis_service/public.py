@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from dataclasses import replace
 
 import orjson
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
@@ -38,7 +39,12 @@ CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read over the
 
 
 def public_fields(layer: Layer) -> tuple[FieldDef, ...]:
-    return tuple(f for f in layer.fields if f.public)
+    """The fields the public sees; a hotspot's status offers only the statuses it can see,
+    so the public legend lists no "reported" or "dismissed"."""
+    return tuple(
+        replace(f, choices=tuple(c for c in f.choices if c.value in PUBLIC_STATUSES))
+        if layer.kind == "hotspot" and f.name == "status" else f
+        for f in layer.fields if f.public)
 
 
 def public_map(slug: str) -> PublicMap:

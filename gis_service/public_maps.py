@@ -63,6 +63,12 @@ def iframe_snippet(public_map: PublicMap) -> str:
             'style="border:0" loading="lazy" allowfullscreen></iframe>')
 
 
+def outside_sites(ancestors: str) -> list[str]:
+    """The sites other than this one that ``GIS_EMBED_FRAME_ANCESTORS`` lets frame a public
+    map; with none, a snippet pasted on the city website would be refused by browsers."""
+    return [source for source in ancestors.split() if source not in ("'self'", "'none'")]
+
+
 def new_slug(text: str) -> str:
     """A valid short name no other public map uses (edits keep theirs)."""
     slug = text.strip()
@@ -156,6 +162,7 @@ def render_form(values: dict[str, Any], existing: PublicMap | None = None, error
         placeholders=dict(zip(BOUND_NAMES, current_app.config["CITY_BOUNDS"], strict=True)),
         snippet=iframe_snippet(existing) if existing else "",
         embed_url=embed_url(existing.slug) if existing else "", error=error,
+        frame_sites=outside_sites(current_app.config["EMBED_FRAME_ANCESTORS"]),
     ), status
 
 

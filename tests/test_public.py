@@ -170,3 +170,14 @@ def test_internal_ward_layers_do_not_name_wards_on_public_pages(client, publishe
         "ward_names"].values()
     login(client, "inspector")
     assert "77001" in map_config(client.get("/map").get_data(as_text=True))["ward_names"]
+
+
+def test_the_public_legend_lists_only_the_statuses_the_public_sees(client, published):
+    config = map_config(client.get("/embed/ban-do").get_data(as_text=True))
+    hotspots = next(la for la in config["layers"] if la["slug"] == "hotspots")
+    assert [item["label"] for item in hotspots["legend"]] == [
+        "Đã xác minh", "Đang xử lý", "Đã xử lý"]
+    login(client, "inspector")
+    inside = map_config(client.get("/map").get_data(as_text=True))
+    legend = next(la for la in inside["layers"] if la["slug"] == "hotspots")["legend"]
+    assert {"Tiếp nhận", "Không xác lập"} <= {item["label"] for item in legend}

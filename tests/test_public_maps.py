@@ -197,3 +197,21 @@ def test_unknown_maps_are_not_found_and_stale_layers_pointed_out(planner, store)
     store.save_public_map(PublicMap("cu", "Bản đồ cũ", (PUBLIC[0], internal)))
     page = planner.get("/layers/public-maps/cu/edit").get_data(as_text=True)
     assert 'id="stale-layers"' in page and internal in page
+
+
+@pytest.mark.parametrize("ancestors, outside", [
+    ("'self'", None), ("'none'", None),
+    ("'self' https://dongxoai.binhphuoc.gov.vn", "https://dongxoai.binhphuoc.gov.vn")])
+def test_the_embed_panel_says_whether_the_city_website_may_show_the_map(
+        app, planner, store, ancestors, outside):
+    app.config["EMBED_FRAME_ANCESTORS"] = ancestors
+    assert planner.post(NEW, data=fields(planner)).status_code == 302
+    page = planner.get(EDIT).get_data(as_text=True)
+    assert ('id="no-frame-sites"' in page) is (outside is None)
+    if outside:
+        assert f"<code>{outside}</code>" in page
+    # The snippet comes with a copy button and a live preview of the embedded map.
+    assert 'id="copy-snippet"' in page and "/static/js/copy_snippet.js" in page
+    preview = re.search(r'<iframe id="embed-preview" src="([^"]+)"', page)
+    assert preview and preview.group(1) == "http://localhost/embed/ban-do-moi-truong"
+    assert planner.get("/embed/ban-do-moi-truong").status_code == 200

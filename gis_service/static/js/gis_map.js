@@ -35,6 +35,7 @@
       var p = value.split('-');
       return p[2] + '/' + p[1] + '/' + p[0];
     }
+    if (field.type === 'year') { return String(value); }  // 2020, not 2.020
     if (typeof value === 'number') { return value.toLocaleString(cfg.lang === 'en' ? 'en' : 'vi'); }
     return String(value);
   }
@@ -107,7 +108,20 @@
         })
         .catch(function () { box.textContent = cfg.messages.load_error; });
       return box;
-    }, { maxWidth: 320 });
+    }, cfg.popup);
+  }
+
+  // Popups fit between the controls in the corners (zoom and tools on the left, the layer
+  // control on the right, legend, scale and attribution below), phones included: they are
+  // narrower than the gap, scroll past its height, and are panned clear of the edges.
+  function popupOptions(map) {
+    var size = map.getSize();
+    return {
+      maxWidth: Math.max(150, Math.min(320, size.x - 170)),
+      maxHeight: Math.max(150, size.y - 200),
+      autoPanPaddingTopLeft: L.point(56, 64),
+      autoPanPaddingBottomRight: L.point(56, 76)
+    };
   }
 
   function toLeaflet(layerCfg, data, cfg) {
@@ -185,7 +199,9 @@
     control.onAdd = function () {
       var box = el('div', 'gis-legend leaflet-bar');
       var details = el('details');
-      details.open = window.innerWidth > 700;
+      // Open only where it leaves most of the map free; folded on phones.
+      var size = map.getSize();
+      details.open = size.x > 700 && size.y > 450;
       details.appendChild(el('summary', null, cfg.messages.legend));
       cfg.layers.forEach(function (layerCfg) {
         var section = el('div', 'gis-legend-layer');
@@ -258,6 +274,55 @@
     });
   }
 
+  // The view lives in the URL's fragment (#map=zoom/lat/lon), beside the filters in the
+  // query, so a link reopens the same place.
+  function readView() {
+    var m = /(?:^#|&)map=(\d{1,2}(?:\.\d+)?)\/(-?\d{1,2}(?:\.\d+)?)\/(-?\d{1,3}(?:\.\d+)?)/
+      .exec(window.location.hash);
+    if (!m) { return null; }
+    var zoom = Number(m[1]), lat = Number(m[2]), lng = Number(m[3]);
+    if (zoom > 19 || Math.abs(lat) > 90 || Math.abs(lng) > 180) { return null; }
+    return { zoom: zoom, center: L.latLng(lat, lng) };
+  }
+
+  function writeView(map) {
+    var c = map.getCenter();
+    var hash = '#map=' + map.getZoom() + '/' + c.lat.toFixed(5) + '/' + c.lng.toFixed(5);
+    history.replaceState(history.state, '', window.location.pathname + window.location.search + hash);
+  }
+
+  function addCopyLink(map, cfg) {
+    var control = L.control({ position: 'topleft' });
+    control.onAdd = function () {
+      var box = el('div', 'leaflet-bar gis-copy-link');
+      var button = el('a', null, '🔗');
+      button.href = '#';
+      button.setAttribute('role', 'button');
+      button.title = cfg.messages.copy_link;
+      button.setAttribute('aria-label', cfg.messages.copy_link);
+      var note = el('span', 'gis-copy-note');
+      note.setAttribute('role', 'status');
+      L.DomEvent.on(button, 'click', function (e) {
+        L.DomEvent.preventDefault(e);
+        writeView(map);
+        var done = function () { note.textContent = cfg.messages.link_copied; };
+        if (navigator.clipboard && navigator.clipboard.writeText) {
+          navigator.clipboard.writeText(window.location.href).then(done, function () {
+            note.textContent = window.location.href;
+          });
+        } else {
+          note.textContent = window.location.href;
+        }
+        setTimeout(function () { note.textContent = ''; }, 4000);
+      });
+      box.appendChild(button);
+      box.appendChild(note);
+      L.DomEvent.disableClickPropagation(box);
+      return box;
+    };
+    control.addTo(map);
+  }
+
   var GisMap = {
     // ``containers`` are Folium's empty layer groups, in the order of the config's layers;
     // the config itself is the page's JSON data island (never a template).
@@ -276,7 +341,16 @@
       if (cfg.layers.length) { control.addTo(map); }
       var loaded = {};
       var controller = null;
-      map.fitBounds(cfg.bounds, { animate: false });
+      var view = readView();
+      if (view) {
+        map.setView(view.center, view.zoom, { animate: false });
+      } else {
+        map.fitBounds(cfg.bounds, { animate: false });
+      }
+      L.control.scale({ imperial: false }).addTo(map);
+      cfg.popup = popupOptions(map);
+      map.on('resize', function () { cfg.popup = popupOptions(map); });
+      addCopyLink(map, cfg);
       if (cfg.legend && cfg.layers.length) { addLegend(map, cfg); }
       if (cfg.pick_location) { pickLocation(map); }
 
@@ -335,6 +409,7 @@
 
       var timer = null;
       map.on('moveend', function () {
+        writeView(map);
         state.ready = false;
         clearTimeout(timer);
         timer = setTimeout(refresh, 150);
