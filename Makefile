@@ -44,7 +44,7 @@ translations:                       ## compile the message catalogues (.po -> .m
 	$(BIN)/pybabel compile --statistics -d gis_service/translations
 
 update-translations:                ## re-extract strings and merge them into the .po files
-	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location -o messages.pot .
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k Message -k kept --no-location -o messages.pot .
 	$(BIN)/pybabel update -i messages.pot -d gis_service/translations --width 100
 	rm messages.pot
 

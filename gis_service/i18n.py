@@ -1,9 +1,16 @@
-"""Language choice: Vietnamese by default, English by ``?lang=en`` or Accept-Language."""
+"""Language choice: Vietnamese by default, English by ``?lang=en`` or Accept-Language.
 
+Also the one place where what the core says (``layers.messages.Message``) is translated:
+``tr`` for JSON and code, and every template shows a Message in the page's language.
+"""
+
+from typing import Any
 from urllib.parse import urlencode
 
 from flask import Flask, current_app, request, session
-from flask_babel import Babel, get_locale
+from flask_babel import Babel, get_locale, gettext
+
+from layers.messages import Message
 
 
 def select_locale() -> str:
@@ -25,7 +32,22 @@ def lang_url(lang: str) -> str:
     return f"{request.path}?{urlencode(args, doseq=True)}"
 
 
+def page_lang() -> str:
+    """The language this request is answered in."""
+    return str(get_locale() or current_app.config["LANGUAGES"][0])
+
+
+def tr(value: Any) -> Any:
+    """A core Message in the request's language; any other value unchanged."""
+    if isinstance(value, Message):
+        return value.translated(gettext, page_lang())
+    return value
+
+
 def init_app(app: Flask) -> None:
     Babel(app, locale_selector=select_locale)
+    # Every {{ value }} passes here, so a Message reaches no page untranslated.
+    app.jinja_env.finalize = tr
+    app.jinja_env.filters["tr"] = tr
     app.jinja_env.globals["lang_url"] = lang_url
-    app.context_processor(lambda: {"lang": str(get_locale() or app.config["LANGUAGES"][0])})
+    app.context_processor(lambda: {"lang": page_lang()})

@@ -1,8 +1,15 @@
-"""Typed errors raised by the core; the web layer maps each class to one HTTP status."""
+"""Typed errors raised by the core; the web layer maps each class to one HTTP status.
+
+Their message is a :class:`layers.messages.Message`: English as ``str(exc)`` for notebooks
+and the CLI, translated by the web face.
+"""
 
 
 class GisError(Exception):
-    """Base class: every error the core raises on purpose carries a user-facing message."""
+    """Base class: every error the core raises on purpose carries a user-facing message.
+
+    ``message`` is a Message (a plain ``str`` only from code outside ``layers/``).
+    """
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -39,6 +46,10 @@ class VersionConflict(GisError):
 
 class UserExists(GisError):
     """An account with that username already exists."""
+
+
+class UserNotFound(GisError):
+    """No account has that username."""
 
 
 class InvalidUpload(GisError):

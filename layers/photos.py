@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageCms, ImageOps
 
 from layers.errors import InvalidUpload
+from layers.messages import Message
 
 MAX_PHOTO_BYTES = 8 * 1024 * 1024
 MAX_PIXELS = 40_000_000
@@ -26,18 +27,20 @@ _MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 _RESIZABLE = {"L", "LA", "RGB", "RGBA", "CMYK"}
 
-_NOT_PHOTO = (
+_NOT_PHOTO = Message(
     "This file is not a JPEG or PNG photo. Only JPEG (.jpg) and PNG (.png) images are "
     "accepted; save or export the photo in one of these formats and upload it again."
 )
-_DAMAGED = (
+_DAMAGED = Message(
     "The photo could not be read: the file is damaged or incomplete. Check that it opens "
     "on your device, then upload it again."
 )
-_TOO_MANY_PIXELS = (
-    "The photo is too large to process: {size}, more than the {limit}-megapixel limit. "
-    "Reduce its resolution and upload it again."
-)
+
+
+def _too_many_pixels(size: str, limit: str) -> InvalidUpload:
+    return InvalidUpload(Message(
+        "The photo is too large to process: {size}, more than the {limit}-megapixel limit. "
+        "Reduce its resolution and upload it again.", size=size, limit=limit))
 
 
 @dataclass(frozen=True)
@@ -58,12 +61,12 @@ def sanitise_photo(raw: bytes, *, max_bytes: int = MAX_PHOTO_BYTES, max_side: in
     if max_side < 1:
         raise ValueError("max_side must be a positive number of pixels")
     if not raw:
-        raise InvalidUpload("The photo file is empty. Choose a JPEG or PNG photo and try again.")
-    if len(raw) > max_bytes:
         raise InvalidUpload(
-            f"The photo is {_mb(len(raw))} MB, larger than the {_mb(max_bytes)} MB limit. "
-            "Reduce its size or resolution and upload it again."
-        )
+            Message("The photo file is empty. Choose a JPEG or PNG photo and try again."))
+    if len(raw) > max_bytes:
+        raise InvalidUpload(Message(
+            "The photo is {size} MB, larger than the {limit} MB limit. Reduce its size or "
+            "resolution and upload it again.", size=_mb(len(raw)), limit=_mb(max_bytes)))
     fmt = next((f for magic, f in _MAGIC.items() if raw.startswith(magic)), None)
     if fmt is None:
         raise InvalidUpload(_NOT_PHOTO)
@@ -84,9 +87,8 @@ def sanitise_photo(raw: bytes, *, max_bytes: int = MAX_PHOTO_BYTES, max_side: in
     except InvalidUpload:
         raise
     except Image.DecompressionBombError as exc:
-        raise InvalidUpload(
-            _TOO_MANY_PIXELS.format(size="it declares a huge image size", limit=_mp(MAX_PIXELS))
-        ) from exc
+        raise _too_many_pixels(Message("it declares a huge image size"),
+                               _mp(MAX_PIXELS)) from exc
     except Exception as exc:  # decoders raise many types (OSError, SyntaxError, struct.error…)
         raise InvalidUpload(_DAMAGED) from exc
     return Photo(out.getvalue(), _MIME[fmt], clean.width, clean.height)
@@ -97,9 +99,8 @@ def _open(raw: bytes, fmt: str) -> Image.Image:
     with Image.open(io.BytesIO(raw), formats=[fmt]) as probe:
         width, height = probe.size
         if width * height > MAX_PIXELS:
-            raise InvalidUpload(
-                _TOO_MANY_PIXELS.format(size=f"{width}x{height} pixels", limit=_mp(MAX_PIXELS))
-            )
+            raise _too_many_pixels(Message("{width}x{height} pixels", width=width, height=height),
+                                   _mp(MAX_PIXELS))
         probe.verify()  # PNG: chunk CRCs up to IEND; a verified image must be reopened
     return Image.open(io.BytesIO(raw), formats=[fmt])
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from .errors import InvalidQuery
 from .kinds import FieldDef
+from .messages import Message
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10000
@@ -36,19 +37,20 @@ class FeatureQuery:
 def parse_bbox(text: str) -> tuple[float, float, float, float]:
     """Parse ``minx,miny,maxx,maxy`` in degrees, refusing swapped or out-of-range values."""
     parts = text.split(",")
+    four = Message("bbox must be four numbers: minLon,minLat,maxLon,maxLat")
     if len(parts) != 4:
-        raise InvalidQuery("bbox must be four numbers: minLon,minLat,maxLon,maxLat")
+        raise InvalidQuery(four)
     try:
         minx, miny, maxx, maxy = (float(p) for p in parts)
     except ValueError:
-        raise InvalidQuery("bbox must be four numbers: minLon,minLat,maxLon,maxLat") from None
+        raise InvalidQuery(four) from None
     if not all(map(_finite, (minx, miny, maxx, maxy))):
-        raise InvalidQuery("bbox values must be finite numbers")
+        raise InvalidQuery(Message("bbox values must be finite numbers"))
     if minx > maxx or miny > maxy:
-        raise InvalidQuery("bbox minimum is greater than its maximum")
+        raise InvalidQuery(Message("bbox minimum is greater than its maximum"))
     if not (-180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90
             and -90 <= maxy <= 90):
-        raise InvalidQuery("bbox must be in degrees (longitude ±180, latitude ±90)")
+        raise InvalidQuery(Message("bbox must be in degrees (longitude ±180, latitude ±90)"))
     return minx, miny, maxx, maxy
 
 
@@ -60,9 +62,10 @@ def _int_param(name: str, text: str, lo: int, hi: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise InvalidQuery(f"{name} must be a whole number") from None
+        raise InvalidQuery(Message("{name} must be a whole number", name=name)) from None
     if not lo <= value <= hi:
-        raise InvalidQuery(f"{name} must be between {lo} and {hi}")
+        raise InvalidQuery(Message("{name} must be between {lo} and {hi}", name=name, lo=lo,
+                                   hi=hi))
     return value
 
 
@@ -108,20 +111,23 @@ def parse_query(
             properties = tuple(p.strip() for p in values[-1].split(",") if p.strip())
             unknown = sorted(set(properties) - set(by_name))
             if unknown:
-                raise InvalidQuery(f"Unknown propert(y/ies) {', '.join(unknown)}; this layer "
-                                   f"has: {', '.join(by_name) or 'none'}")
+                raise InvalidQuery(Message(
+                    "Unknown propert(y/ies) {unknown}; this layer has: {known}",
+                    unknown=unknown, known=list(by_name) or "—"))
         elif name in DATE_RANGE_PARAMS and name in allowed:
             target, op = DATE_RANGE_PARAMS[name]
             try:
                 day = dt.date.fromisoformat(values[-1].strip())
             except ValueError:
-                raise InvalidQuery(f"{name} must be a date written YYYY-MM-DD") from None
+                raise InvalidQuery(
+                    Message("{name} must be a date written YYYY-MM-DD", name=name)) from None
             ranges.append((target, op, day.isoformat()))
         elif name in allowed:
             equals[name] = tuple(_filter_value(by_name[name], v) for v in values)
         else:
             hint = ", ".join(["bbox", "limit", "offset", "properties", *sorted(allowed)])
-            raise InvalidQuery(f"Unknown parameter {name!r}; this layer accepts: {hint}")
+            raise InvalidQuery(Message("Unknown parameter {name!r}; this layer accepts: {hint}",
+                                       name=name, hint=hint))
     return FeatureQuery(bbox, limit, offset, equals, tuple(ranges), properties)
 
 
@@ -133,4 +139,5 @@ def _filter_value(f: FieldDef, text: str) -> str | int:
         if str(choice.value) == text:
             return choice.value
     allowed = ", ".join(str(c.value) for c in f.choices)
-    raise InvalidQuery(f"{f.name} must be one of {allowed}; got {text!r}")
+    raise InvalidQuery(Message("{name} must be one of {allowed}; got {text!r}", name=f.name,
+                               allowed=allowed, text=text))

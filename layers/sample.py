@@ -20,6 +20,7 @@ from shapely.geometry.base import BaseGeometry
 
 from .errors import LayerExists
 from .kinds import Choice, clean_properties, get_kind
+from .messages import Message
 from .store.base import Store
 
 ILLUSTRATIVE_NOTE_VI = (
@@ -262,9 +263,8 @@ def load_sample(store: Store, *, seed: int = 2021, replace: bool = False) -> dic
     data = build_sample(seed)
     existing = [layer.slug for layer in store.list_layers() if layer.slug in SAMPLE_LAYERS]
     if existing and not replace:
-        raise LayerExists(
-            f"Sample layer(s) already exist: {', '.join(existing)}; replace them to reload"
-        )
+        raise LayerExists(Message(
+            "Sample layer(s) already exist: {slugs}; replace them to reload", slugs=existing))
     for slug in existing:
         store.delete_layer(slug)
     for slug, kind in SAMPLE_LAYERS.items():

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from layers.errors import InvalidUpload
+from layers.messages import Message
 
 MIB = 1 << 20
 HEAD = 64 * 1024  # enough of a file to recognise it
@@ -27,12 +28,19 @@ MEMBER_FORMATS = {".shp": "shapefile", ".gpkg": "gpkg", ".geojson": "geojson",
 EXTENSIONS = {**MEMBER_FORMATS, ".shp": "shp", ".zip": "zip", ".kmz": "zip"}  # of a whole upload
 NESTED = (".zip", ".kmz", ".gz", ".tgz", ".tar", ".7z", ".rar", ".bz2", ".xz")
 SIDECARS = (".prj", ".cpg", ".dbf", ".shx")
-LABELS = {"zip": "zip archive", "gpkg": "GeoPackage", "geojson": "GeoJSON file", "kml": "KML file",
-          "csv": "CSV text file", "shp": "shapefile (.shp)", "shapefile": "shapefile (.shp)"}
-ACCEPTED = "a zipped shapefile (.zip), a GeoPackage (.gpkg), GeoJSON, KML/KMZ or CSV"
+LABELS = {"zip": Message("zip archive"), "gpkg": Message("GeoPackage"),
+          "geojson": Message("GeoJSON file"), "kml": Message("KML file"),
+          "csv": Message("CSV text file"), "shp": Message("shapefile (.shp)"),
+          "shapefile": Message("shapefile (.shp)")}
+ACCEPTED = Message("a zipped shapefile (.zip), a GeoPackage (.gpkg), GeoJSON, KML/KMZ or CSV")
 GEOJSON = re.compile(r'"type"\s*:\s*"(?:FeatureCollection|Feature)"|"features"\s*:\s*\[')
 KML = re.compile(r"<(?:\w+:)?kml[\s>/]")
-DAMAGED = "the archive is damaged or incomplete. Upload it again, or ask for a new zip."
+
+
+def damaged(name: str) -> InvalidUpload:
+    """The refusal of an archive that cannot be read to its end."""
+    return InvalidUpload(Message("{name}: the archive is damaged or incomplete. Upload it again, "
+                                 "or ask for a new zip.", name=name))
 
 
 @dataclass(frozen=True)
@@ -91,13 +99,18 @@ def sniff_format(path: Path, name: str | None = None) -> str:
     ext = posixpath.splitext(name.replace("\\", "/"))[1].lower()
     expected = EXTENSIONS.get(ext) if ext else found
     if ext and expected is None:
-        raise InvalidUpload(f"{name} is not a file type we accept. Upload {ACCEPTED}.")
+        raise InvalidUpload(Message("{name} is not a file type we accept. Upload {accepted}.",
+                                    name=name, accepted=ACCEPTED))
     if found is None:
-        raise InvalidUpload(f"{name} is not a {LABELS.get(expected or '', 'map file we read')}: "
-                            f"its content is not recognised (damaged, or the wrong extension?).")
+        raise InvalidUpload(Message(
+            "{name} is not a {format}: its content is not recognised (damaged, or the wrong "
+            "extension?).", name=name,
+            format=LABELS.get(expected or "", Message("map file we read"))))
     if found != expected:
-        raise InvalidUpload(f"{name} has the wrong extension: it is named {ext} but it is really "
-                            f"a {LABELS[found]}, not a {LABELS[expected]}. Check the file.")
+        raise InvalidUpload(Message(
+            "{name} has the wrong extension: it is named {ext} but it is really a {found}, not "
+            "a {expected}. Check the file.", name=name, ext=ext, found=LABELS[found],
+            expected=LABELS[expected]))
     return found
 
 
@@ -106,14 +119,17 @@ def open_upload(path: Path, original_name: str, limits: UploadLimits = UploadLim
     """Prove an upload safe to hand to GDAL, then list the datasets it holds."""
     size = os.stat(path).st_size
     if size > limits.max_upload_bytes:
-        raise InvalidUpload(f"{original_name} is {_size(size)}; uploads are limited to "
-                            f"{_size(limits.max_upload_bytes)}. Split the data into smaller files.")
+        raise InvalidUpload(Message(
+            "{name} is {size}; uploads are limited to {limit}. Split the data into smaller "
+            "files.", name=original_name, size=_size(size), limit=_size(limits.max_upload_bytes)))
     if size == 0:
-        raise InvalidUpload(f"{original_name} is empty. Check the file and upload it again.")
+        raise InvalidUpload(Message("{name} is empty. Check the file and upload it again.",
+                                    name=original_name))
     found = sniff_format(path, original_name)
     if found == "shp":
-        raise InvalidUpload(f"{original_name} is a .shp on its own: shapefiles need .shp, .shx and "
-                            f".dbf together (and .prj). Put them in one .zip and upload that.")
+        raise InvalidUpload(Message(
+            "{name} is a .shp on its own: shapefiles need .shp, .shx and .dbf together (and "
+            ".prj). Put them in one .zip and upload that.", name=original_name))
     if found != "zip":
         target = os.path.abspath(path)
         if found == "csv" and not target.lower().endswith(".csv"):
@@ -122,14 +138,17 @@ def open_upload(path: Path, original_name: str, limits: UploadLimits = UploadLim
     datasets = _open_zip(Path(path), original_name, size, limits)
     if not datasets:
         kmz = original_name.lower().endswith(".kmz")
-        raise InvalidUpload(f"{original_name} contains no {'.kml file' if kmz else 'map layer'} we "
-                            f"can read. Upload {ACCEPTED} (a shapefile needs .shp, .shx and .dbf).")
+        raise InvalidUpload(Message(
+            "{name} contains no {what} we can read. Upload {accepted} (a shapefile needs .shp, "
+            ".shx and .dbf).", name=original_name, accepted=ACCEPTED,
+            what=Message(".kml file") if kmz else Message("map layer")))
     return datasets
 
 
 def _bomb(shown: str, detail: str) -> InvalidUpload:
-    return InvalidUpload(f"{shown} looks like a zip bomb: {detail}. It was refused to protect "
-                         f"the server; if the data is genuine, split it into smaller uploads.")
+    return InvalidUpload(Message(
+        "{name} looks like a zip bomb: {detail}. It was refused to protect the server; if the "
+        "data is genuine, split it into smaller uploads.", name=shown, detail=detail))
 
 
 def _normalise(name: str) -> str:
@@ -151,19 +170,23 @@ def _check_member(info: zipfile.ZipInfo, shown: str, limits: UploadLimits) -> bo
     raw = info.filename
     parts = _normalise(raw).removesuffix("/").split("/")  # "", "." parts: absolute or odd
     if re.match(r"[A-Za-z]:", raw) or {"..", ".", ""} & set(parts):
-        raise InvalidUpload(f"{shown} contains an unsafe file name ({raw!r}) that could point "
-                            f"outside the archive, a trick of malicious zips. Re-create the zip.")
+        raise InvalidUpload(Message(
+            "{name} contains an unsafe file name ({member!r}) that could point outside the "
+            "archive, a trick of malicious zips. Re-create the zip.", name=shown, member=raw))
     if stat.S_ISLNK(info.external_attr >> 16):
-        raise InvalidUpload(f"{shown} contains a symbolic link ({raw!r}). Links are not "
-                            f"accepted: zip the real files instead.")
+        raise InvalidUpload(Message(
+            "{name} contains a symbolic link ({member!r}). Links are not accepted: zip the real "
+            "files instead.", name=shown, member=raw))
     if raw.endswith(("/", "\\")) or parts[0] == "__MACOSX" or parts[-1].startswith("._"):
         return False
     if info.flag_bits & 0x1:
-        raise InvalidUpload(f"{shown} is password-protected ({raw!r} is encrypted). "
-                            f"Upload an archive without a password.")
+        raise InvalidUpload(Message(
+            "{name} is password-protected ({member!r} is encrypted). Upload an archive without "
+            "a password.", name=shown, member=raw))
     if raw.lower().endswith(NESTED):
-        raise InvalidUpload(f"{shown} contains another archive ({raw!r}). Archives inside "
-                            f"archives are not accepted: unzip it and upload them separately.")
+        raise InvalidUpload(Message(
+            "{name} contains another archive ({member!r}). Archives inside archives are not "
+            "accepted: unzip it and upload them separately.", name=shown, member=raw))
     _check_size(shown, _display(info), info.file_size, info.compress_size, 0, limits)
     return True
 
@@ -172,18 +195,19 @@ def _check_size(shown: str, what: str, size: int, packed: int, before: int,
                 limits: UploadLimits) -> None:
     """Refuse a member (or a whole archive) that unpacks too big or too suspiciously well."""
     if before + size > limits.max_uncompressed_bytes:
-        raise _bomb(shown, f"{what} would unpack to more than the "
-                           f"{_size(limits.max_uncompressed_bytes)} limit")
+        raise _bomb(shown, Message("{what} would unpack to more than the {limit} limit",
+                                   what=what, limit=_size(limits.max_uncompressed_bytes)))
     if size > RATIO_FLOOR and size > limits.max_ratio * max(packed, 1):
-        raise _bomb(shown, f"{what} unpacks from {_size(packed)} to {_size(size)}, "
-                           f"{size / max(packed, 1):,.0f} times its size")
+        raise _bomb(shown, Message("{what} unpacks from {packed} to {size}, {ratio:,.0f} times "
+                                   "its size", what=what, packed=_size(packed), size=_size(size),
+                                   ratio=size / max(packed, 1)))
 
 
 def _check_overlap(infos: list[zipfile.ZipInfo], shown: str) -> None:
     """Refuse members that share compressed bytes: the "overlapping files" zip bomb."""
     spans = sorted((i.header_offset, i.header_offset + 30 + i.compress_size) for i in infos)
     if any(start < end for (_, end), (start, _) in zip(spans, spans[1:], strict=False)):
-        raise _bomb(shown, "several files share the same compressed data")
+        raise _bomb(shown, Message("several files share the same compressed data"))
 
 
 def _stream(zf: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str, before: int,
@@ -194,7 +218,7 @@ def _stream(zf: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str, before: int,
         while chunk := member.read(MIB):
             head, size = head or chunk[: HEAD // 8], size + len(chunk)  # 2000 x 8 KB at most
             _check_size(shown, _display(info), size, info.compress_size, before, limits)
-            _check_size(shown, "the archive", before + size, archive_size, 0, limits)
+            _check_size(shown, Message("the archive"), before + size, archive_size, 0, limits)
     return head, size
 
 
@@ -205,25 +229,29 @@ def _open_zip(path: Path, shown: str, size: int, limits: UploadLimits) -> list[D
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
             if len(infos) > limits.max_members:
-                raise InvalidUpload(f"{shown} contains too many files ({len(infos):,}, limit "
-                                    f"{limits.max_members:,}). Split it into smaller zips.")
+                raise InvalidUpload(Message(
+                    "{name} contains too many files ({count:,}, limit {limit:,}). Split it "
+                    "into smaller zips.", name=shown, count=len(infos), limit=limits.max_members))
             data = [info for info in infos if _check_member(info, shown, limits)]
-            _check_size(shown, "the archive", sum(i.file_size for i in data), size, 0, limits)
+            _check_size(shown, Message("the archive"), sum(i.file_size for i in data), size, 0,
+                        limits)
             _check_overlap(infos, shown)
             total = 0
             for info in data:
                 name = _normalise(info.filename)
                 if name in members:
-                    raise InvalidUpload(f"{shown} contains {name!r} twice. Re-create the zip "
-                                        f"so that each file appears once.")
+                    raise InvalidUpload(Message(
+                        "{name} contains {member!r} twice. Re-create the zip so that each file "
+                        "appears once.", name=shown, member=name))
                 head, real = _stream(zf, info, shown, total, size, limits)
                 members[name] = (_display(info), head)
                 total += real
     except NotImplementedError as exc:
-        raise InvalidUpload(f"{shown} uses a compression method we cannot read. Re-create it "
-                            f"as a standard zip (e.g. Windows 'Compressed folder').") from exc
+        raise InvalidUpload(Message(
+            "{name} uses a compression method we cannot read. Re-create it as a standard zip "
+            "(e.g. Windows 'Compressed folder').", name=shown)) from exc
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as exc:
-        raise InvalidUpload(f"{shown}: {DAMAGED}") from exc
+        raise damaged(shown) from exc
     return _datasets(path, shown, members)
 
 
@@ -251,13 +279,16 @@ def _datasets(path: Path, shown: str, members: dict[str, tuple[str, bytes]]) -> 
         if fmt is None:
             continue
         if fmt == "shapefile" and ext not in (".shp", ".SHP"):  # GDAL would not find its parts
-            raise InvalidUpload(f"{display} inside {shown}: rename it with .shp or .SHP (and its "
-                                f".shx, .dbf, .prj the same way) so that GIS software finds them.")
+            raise InvalidUpload(Message(
+                "{member} inside {name}: rename it with .shp or .SHP (and its .shx, .dbf, .prj "
+                "the same way) so that GIS software finds them.", member=display, name=shown))
         if _detect(head) != ("shp" if fmt == "shapefile" else fmt):
             if ext.lower() == ".json":
                 continue  # plain JSON (metadata, styles) rather than a layer
-            raise InvalidUpload(f"{display} inside {shown} is not a {LABELS[fmt]}: it has the "
-                                f"wrong extension or is damaged. Remove or replace it.")
+            raise InvalidUpload(Message(
+                "{member} inside {name} is not a {format}: it has the wrong extension or is "
+                "damaged. Remove or replace it.", member=display, name=shown,
+                format=LABELS[fmt]))
         sidecars: tuple[str, ...] = ()
         if fmt == "shapefile":
             found = {s: _sidecar(members, stem, s) for s in SIDECARS}
@@ -265,9 +296,14 @@ def _datasets(path: Path, shown: str, members: dict[str, tuple[str, bytes]]) -> 
                 if found[need] is None:
                     wanted = posixpath.basename(stem) + (need.upper() if ext.isupper() else need)
                     near = lowered.get((stem + need).lower())
-                    hint = f" ({near} is there: rename it to exactly {wanted}.)" if near else ""
-                    raise InvalidUpload(f"{display} has no {wanted}: shapefiles need .shp, .shx "
-                                        f"and .dbf together. Add it to the zip.{hint}")
+                    if near:
+                        raise InvalidUpload(Message(
+                            "{member} has no {wanted}: shapefiles need .shp, .shx and .dbf "
+                            "together. Add it to the zip. ({near} is there: rename it to "
+                            "exactly {wanted}.)", member=display, wanted=wanted, near=near))
+                    raise InvalidUpload(Message(
+                        "{member} has no {wanted}: shapefiles need .shp, .shx and .dbf "
+                        "together. Add it to the zip.", member=display, wanted=wanted))
             sidecars = tuple(s for s in SIDECARS if found[s])
         out.append(Dataset(base + name, display, fmt, sidecars))
     return out
@@ -303,7 +339,7 @@ def _open_member(dataset: Dataset, suffix: str) -> Iterator[tuple[BinaryIO, int]
             with zf.open(infos[name]) as file:
                 yield file, infos[name].file_size
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as exc:
-        raise InvalidUpload(f"{dataset.name}: {DAMAGED}") from exc
+        raise damaged(dataset.name) from exc
 
 
 def read_member_bytes(dataset: Dataset, suffix: str, limit: int = 1 << 20) -> bytes | None:

@@ -20,6 +20,8 @@ from pyproj import CRS, Geod, Transformer
 from pyproj.exceptions import CRSError, ProjError
 from pyproj.transformer import TransformerGroup
 
+from ..messages import Message
+
 Bounds = tuple[float, float, float, float]
 
 SHIFT_OPERATION = 6960  # "VN-2000 to WGS 84 (2)", the Decision 05/2007 parameters
@@ -52,7 +54,7 @@ class CrsCandidate:
     epsg: int
     name: str  # pyproj CRS name
     confidence: float  # 0..1
-    reason: str  # short English sentence for the planner
+    reason: str  # a short Message for the planner
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,7 @@ def _guess(
     bounds: Bounds, default_epsg: int, city: Bounds | None, notes: tuple[str, ...]
 ) -> CrsDiagnosis:
     """Rank every VN-2000/WGS 84 reading of the bounds by how close it puts the data to the city."""
-    scored: list[tuple[float, bool, int, float, str]] = []
+    scored: list[tuple[float, bool, int, float, Message]] = []
     for code in sorted({*VN2000_EPSG, *_GUESS_EXTRA, default_epsg}):
         crs = CRS.from_epsg(code)
         box = _lonlat_box(code, bounds)
@@ -187,8 +189,15 @@ def _guess(
         if not (_inside(lon, lat, area, 1.0) and _inside(lon, lat, _REGION)):
             continue
         gap = _gap_km(box, city) if city else None
-        where = "" if gap is None else (", inside the city" if gap == 0 else f", {gap:.0f} km away")
-        reason = f"Read as {crs.name}, the data centres on {lon:.4f}E {lat:.4f}N{where}."
+        if gap is None:
+            reason = Message("Read as {crs}, the data centres on {lon:.4f}E {lat:.4f}N.",
+                             crs=crs.name, lon=lon, lat=lat)
+        elif gap == 0:
+            reason = Message("Read as {crs}, the data centres on {lon:.4f}E {lat:.4f}N, inside "
+                             "the city.", crs=crs.name, lon=lon, lat=lat)
+        else:
+            reason = Message("Read as {crs}, the data centres on {lon:.4f}E {lat:.4f}N, "
+                             "{km:.0f} km away.", crs=crs.name, lon=lon, lat=lat, km=gap)
         prior = _prior(code, default_epsg)
         fit = 0.4 if gap is None else 0.7 - 0.25 * math.log10(1 + gap)
         scored.append(
@@ -196,7 +205,7 @@ def _guess(
         )
     scored.sort()
     if not scored:
-        note = "No VN-2000 or WGS 84 reading puts these coordinates in or near Vietnam."
+        note = Message("No VN-2000 or WGS 84 reading puts these coordinates in or near Vietnam.")
         return CrsDiagnosis(None, "guessed", 0.0, (), (*notes, note), True)
     cands: list[CrsCandidate] = []
     for score, _, code, conf, reason in scored[:5]:
@@ -204,7 +213,8 @@ def _guess(
             conf *= 0.8  # a runner-up fits almost as well: the coordinates cannot tell them apart
         conf = max(0.05, min([conf, *(c.confidence for c in cands[-1:])]))
         cands.append(CrsCandidate(code, CRS.from_epsg(code).name, round(conf, 3), reason))
-    note = f"Guessed {cands[0].name} (EPSG:{cands[0].epsg}) from where the coordinates fall."
+    note = Message("Guessed {crs} (EPSG:{epsg}) from where the coordinates fall.",
+                   crs=cands[0].name, epsg=cands[0].epsg)
     return CrsDiagnosis(
         cands[0].epsg, "guessed", cands[0].confidence, tuple(cands), (*notes, note), True
     )
@@ -225,26 +235,29 @@ def _from_declared(crs: CRS, text: str, bounds: Bounds, default_epsg: int) -> Cr
         shift = shift_metres(text, vn, cx, cy)
         if not math.isfinite(shift):  # centre unusable: quote the shift at the zone's origin
             shift = shift_metres(text, vn, 500000.0, 1274000.0)
-        warning = (
-            f"The .prj has the TM-3 parameters of {name} but names the WGS 84 datum, a common "
-            f"mistake of Vietnamese tools; read literally it would move the data about "
-            f"{shift:.0f} m at its centre, so EPSG:{vn} with the official VN-2000 shift is used."
-        )
-        reason = "TM-3 parameters with a WGS 84 datum name: VN-2000 data with a mislabelled datum."
+        warning = Message(
+            "The .prj has the TM-3 parameters of {crs} but names the WGS 84 datum, a common "
+            "mistake of Vietnamese tools; read literally it would move the data about "
+            "{shift:.0f} m at its centre, so EPSG:{epsg} with the official VN-2000 shift is used.",
+            crs=name, shift=shift, epsg=vn)
+        reason = Message(
+            "TM-3 parameters with a WGS 84 datum name: VN-2000 data with a mislabelled datum.")
         cand = CrsCandidate(vn, name, 0.75, reason)
         return CrsDiagnosis(vn, "declared-corrected", 0.75, (cand,), (warning,), True)
     if vn and family == "vn2000":
         source = "declared" if exact == vn else "declared-corrected"
-        towgs84 = "The file's own TOWGS84 is replaced by the official EPSG:6960 shift."
+        towgs84 = Message("The file's own TOWGS84 is replaced by the official EPSG:6960 shift.")
         notes = (towgs84,) if crs.is_bound else ()
-        reason = f"The declared VN-2000 CRS matches {name} (EPSG:{vn})."
+        reason = Message("The declared VN-2000 CRS matches {crs} (EPSG:{epsg}).", crs=name,
+                         epsg=vn)
         conf = 1.0 if source == "declared" else 0.9
         return CrsDiagnosis(vn, source, conf, (CrsCandidate(vn, name, conf, reason),), notes, False)
     code = exact or base.to_epsg()
     if code is None:
         return None
     conf = 1.0 if exact else 0.85
-    cand = CrsCandidate(code, CRS.from_epsg(code).name, conf, f"Declared as EPSG:{code}.")
+    cand = CrsCandidate(code, CRS.from_epsg(code).name, conf,
+                        Message("Declared as EPSG:{epsg}.", epsg=code))
     return CrsDiagnosis(code, "declared", conf, (cand,), (), conf < 0.9)
 
 
@@ -265,17 +278,20 @@ def diagnose_crs(
     try:
         crs = CRS.from_user_input(text)
     except CRSError:
-        note = "The declared CRS could not be parsed; it was guessed from the coordinates."
+        note = Message("The declared CRS could not be parsed; it was guessed from the "
+                       "coordinates.")
         return _guess(bounds, default_epsg, city_bounds, (note,))
     found = _from_declared(crs, text, bounds, default_epsg)
     if found is None or found.epsg is None:
-        note = f"The declared CRS '{crs.name}' has no EPSG equivalent; guessed from coordinates."
+        note = Message("The declared CRS '{crs}' has no EPSG equivalent; guessed from "
+                       "coordinates.", crs=crs.name)
         return _guess(bounds, default_epsg, city_bounds, (note,))
     box = _lonlat_box(found.epsg, bounds)
     lon_lat = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2) if box else None
     if lon_lat and _inside(*lon_lat, _REGION):
         return found
-    note = f"Read as declared (EPSG:{found.epsg}), the coordinates do not fall in Vietnam."
+    note = Message("Read as declared (EPSG:{epsg}), the coordinates do not fall in Vietnam.",
+                   epsg=found.epsg)
     guess = _guess(bounds, default_epsg, city_bounds, (note,))
     if guess.epsg is None:
         return CrsDiagnosis(

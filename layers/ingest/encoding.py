@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from layers.errors import InvalidUpload
+from layers.messages import Message
 
 ENCODINGS: tuple[str, ...] = ("utf-8", "cp1258", "tcvn3", "vni")
 LABELS: dict[str, str] = {
@@ -144,9 +145,8 @@ def _utf8_text(raw: bytes) -> str:
 def _check(encoding: str) -> str:
     name = encoding.strip().lower()
     if name not in ENCODINGS:
-        raise InvalidUpload(
-            f"Unknown text encoding {encoding!r}; expected one of: {', '.join(ENCODINGS)}."
-        )
+        raise InvalidUpload(Message("Unknown text encoding {encoding!r}; expected one of: "
+                                    "{known}.", encoding=encoding, known=list(ENCODINGS)))
     return name
 
 
@@ -167,9 +167,9 @@ def decode(raw: bytes, encoding: str) -> str:
         else:
             text = _vni_decode(raw, None)
     except UnicodeDecodeError as exc:
-        raise InvalidUpload(
-            f"Text is not valid {LABELS[name]}: byte 0x{raw[exc.start]:02x} at position "
-            f"{exc.start} cannot be decoded."
+        raise InvalidUpload(Message(
+            "Text is not valid {encoding}: byte 0x{byte:02x} at position {position} cannot be "
+            "decoded.", encoding=LABELS[name], byte=raw[exc.start], position=exc.start)
         ) from exc
     return _NFC("NFC", text)
 
@@ -347,7 +347,7 @@ class EncodingGuess:
 
     encoding: str
     confidence: float
-    evidence: str
+    evidence: str  # a Message
     scores: dict[str, float]
 
 
@@ -379,11 +379,10 @@ def detect_encoding(samples: Iterable[bytes]) -> EncodingGuess:
         if not raw.isascii():
             distinct[raw] = None
     if not distinct:
-        what = f"All {total} strings are plain ASCII" if total else "There is no text"
-        return EncodingGuess(
-            "utf-8", 1.0, f"{what}, which reads the same in every encoding.",
-            dict.fromkeys(ENCODINGS, 1.0),
-        )
+        what = Message("All {n} strings are plain ASCII, which reads the same in every "
+                       "encoding.", n=total) if total else Message(
+            "There is no text, which reads the same in every encoding.")
+        return EncodingGuess("utf-8", 1.0, what, dict.fromkeys(ENCODINGS, 1.0))
     values = list(distinct)
     if len(values) > _MAX_SAMPLES:
         values = values[:: -(-len(values) // _MAX_SAMPLES)]
@@ -407,14 +406,15 @@ def detect_encoding(samples: Iterable[bytes]) -> EncodingGuess:
     legacy = sorted(ENCODINGS[1:], key=lambda e: (-scores[e], ("tcvn3", "vni", "cp1258").index(e)))
     best, second = legacy[0], legacy[1]
 
-    def count(name: str) -> str:
-        return "{} of {}".format(*counts[name])
+    def count(name: str) -> Message:
+        valid, words = counts[name]
+        return Message("{valid} of {words}", valid=valid, words=words)
 
     if utf8_bad == 0 and False in utf8 and not (scores[best] >= 0.9 and scores["utf-8"] < 0.4):
         return EncodingGuess(
             "utf-8", round(0.99 if n > 1 else 0.9, 3),
-            f"All {n} strings with accented letters are valid UTF-8 "
-            f"({count('utf-8')} accented words read as Vietnamese).",
+            Message("All {n} strings with accented letters are valid UTF-8 ({count} accented "
+                    "words read as Vietnamese).", n=n, count=count("utf-8")),
             scores,
         )
     if scores["utf-8"] > scores[best]:
@@ -422,10 +422,13 @@ def detect_encoding(samples: Iterable[bytes]) -> EncodingGuess:
     top, runner = scores[best], scores[second]
     # Sure once the winner reads a few more words as Vietnamese than the runner-up does.
     confidence = top * (1 - math.exp(-(top - runner) * counts[best][1] / 2))
-    evidence = (
-        f"{count(best)} accented words read as valid Vietnamese in {LABELS[best]}; "
-        f"next best {LABELS[second]}: {count(second)}"
-    )
-    if best != "utf-8":
-        evidence += f"; UTF-8 fails on {utf8_bad} of {n} strings"
-    return EncodingGuess(best, round(confidence, 3), evidence + ".", scores)
+    compared = {"count": count(best), "best": LABELS[best], "second": LABELS[second],
+                "second_count": count(second)}
+    if best == "utf-8":
+        evidence = Message("{count} accented words read as valid Vietnamese in {best}; next "
+                           "best {second}: {second_count}.", **compared)
+    else:
+        evidence = Message("{count} accented words read as valid Vietnamese in {best}; next "
+                           "best {second}: {second_count}; UTF-8 fails on {bad} of {n} strings.",
+                           **compared, bad=utf8_bad, n=n)
+    return EncodingGuess(best, round(confidence, 3), evidence, scores)

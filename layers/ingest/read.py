@@ -39,6 +39,7 @@ class RawData:
     declared_crs: str | None
     raw_text: bool
     warnings: list[Message] = field(default_factory=list)  # what GDAL warned of on reading
+    declared_types: bool = False  # the source types its columns: its text stays text
 
 
 def dataset_bytes(ds: Dataset, limit: int) -> bytes:
@@ -49,7 +50,8 @@ def dataset_bytes(ds: Dataset, limit: int) -> bytes:
         with open(ds.path.removeprefix("CSV:"), "rb") as handle:
             data = handle.read(limit + 1)
     if len(data) > limit:
-        raise InvalidUpload(f"{ds.name} is larger than {limit // 2**20} MB")
+        raise InvalidUpload(Message("{name} is larger than {limit} MB", name=ds.name,
+                                    limit=limit // 2**20))
     return data
 
 
@@ -57,10 +59,9 @@ def refuse_xml_entities(data: bytes, name: str) -> None:
     """KML with a DOCTYPE can define external entities (XXE): such files are refused."""
     head = data[:65536].lower()
     if b"<!doctype" in head or b"<!entity" in head:
-        raise InvalidUpload(
-            f"{name} declares a DOCTYPE or XML entities, which KML does not need and which "
-            "can be used to read files from the server; remove them and upload again"
-        )
+        raise InvalidUpload(Message(
+            "{name} declares a DOCTYPE or XML entities, which KML does not need and which can "
+            "be used to read files from the server; remove them and upload again", name=name))
 
 
 def _damaged_shapefile(ds: Dataset, detail: Message) -> InvalidUpload:
@@ -120,13 +121,15 @@ def read_vector(ds: Dataset) -> RawData:
     notes = [Message("GDAL warned while reading {name}: {warning}", name=ds.name,
                      warning=str(w.message).replace(ds.path, ds.name))
              for w in caught if issubclass(w.category, RuntimeWarning)]
-    return RawData(frame, None if shapefile else info.get("crs"), shapefile, notes)
+    return RawData(frame, None if shapefile else info.get("crs"), shapefile, notes,
+                   declared_types=True)
 
 
 def _pick(columns: list[str], names: tuple[str, ...], chosen: str | None) -> str | None:
     if chosen:
         if chosen not in columns:
-            raise InvalidUpload(f"The CSV has no column {chosen!r}; it has {', '.join(columns)}")
+            raise InvalidUpload(Message("The CSV has no column {column!r}; it has {columns}",
+                                        column=chosen, columns=columns))
         return chosen
     lowered = {c.strip().lower(): c for c in columns}
     return next((lowered[n] for n in names if n in lowered), None)
@@ -149,22 +152,22 @@ def read_csv(data: bytes, name: str, x: str | None = None, y: str | None = None)
         table = pd.read_csv(io.BytesIO(data), dtype=str, encoding="latin1", sep=None,
                             engine="python", keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as exc:
-        raise InvalidUpload(f"{name} is not a readable CSV table: {exc}") from None
+        raise InvalidUpload(Message("{name} is not a readable CSV table: {error}", name=name,
+                                    error=str(exc))) from None
     columns = [str(c) for c in table.columns]
     x_col = _pick(columns, LON_NAMES, x)
     y_col = _pick(columns, LAT_NAMES, y)
     if not x_col or not y_col:
-        raise InvalidUpload(
-            f"{name} has no coordinate columns: name them lon/lat (or x/y for projected "
-            f"coordinates); its columns are {', '.join(columns)}"
-        )
+        raise InvalidUpload(Message(
+            "{name} has no coordinate columns: name them lon/lat (or x/y for projected "
+            "coordinates); its columns are {columns}", name=name, columns=columns))
     xs, ys = table[x_col].map(_number), table[y_col].map(_number)
     bad = [i + 2 for i in range(len(table)) if pd.isna(xs.iloc[i]) or pd.isna(ys.iloc[i])]
     if bad:
         rows = ", ".join(map(str, bad[:5])) + (" …" if len(bad) > 5 else "")
-        raise InvalidUpload(
-            f"{name}: {len(bad)} row(s) have coordinates that are not numbers (line {rows})"
-        )
+        raise InvalidUpload(Message(
+            "{name}: {count} row(s) have coordinates that are not numbers (line {rows})",
+            name=name, count=len(bad), rows=rows))
     frame = gpd.GeoDataFrame(
         table.drop(columns=[x_col, y_col]),
         geometry=gpd.points_from_xy(xs.astype(float), ys.astype(float)),
@@ -182,9 +185,10 @@ def expand_layers(datasets: list[Dataset]) -> list[Dataset]:
         try:
             names = [str(row[0]) for row in pyogrio.list_layers(ds.path)]
         except (DataSourceError, OSError, ValueError, RuntimeError) as exc:
-            raise InvalidUpload(f"{ds.name} is not a readable GeoPackage: {exc}") from None
+            raise InvalidUpload(Message("{name} is not a readable GeoPackage: {error}",
+                                        name=ds.name, error=str(exc))) from None
         if not names:
-            raise InvalidUpload(f"{ds.name} contains no layer")
+            raise InvalidUpload(Message("{name} contains no layer", name=ds.name))
         out += [replace(ds, name=f"{ds.name} › {n}" if len(names) > 1 else ds.name, layer=n)
                 for n in names]
     return out
@@ -200,7 +204,7 @@ def read_dataset(ds: Dataset, *, csv_x: str | None = None,
     else:
         raw = read_vector(ds)
     if raw.frame.empty:
-        raise InvalidUpload(f"{ds.name} contains no features")
+        raise InvalidUpload(Message("{name} contains no features", name=ds.name))
     raw.frame.columns = [re.sub(r"\s+", " ", str(c)).strip() if c != raw.frame.geometry.name
                          else c for c in raw.frame.columns]
     return raw

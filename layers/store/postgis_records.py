@@ -15,6 +15,7 @@ import psycopg
 from shapely.geometry.base import BaseGeometry
 
 from ..errors import FeatureNotFound, LayerNotFound
+from ..messages import Message
 from .base import AuditEntry, Inspection, PublicMap, StoredPhoto
 from .common import (
     CITIZEN,
@@ -174,7 +175,7 @@ class PostGISRecordsMixin:
             row = conn.execute("SELECT config FROM public_maps WHERE slug = %s",
                                (slug,)).fetchone()
         if row is None:
-            raise LayerNotFound(f"No public map named {slug!r}")
+            raise LayerNotFound(Message("No public map named {slug!r}", slug=slug))
         return PublicMap.from_dict(row["config"])
 
     def list_public_maps(self) -> list[PublicMap]:
@@ -210,7 +211,7 @@ class PostGISRecordsMixin:
             row = conn.execute("SELECT layer, feature_id FROM reports WHERE code = %s",
                                (code,)).fetchone()
         if row is None:
-            raise FeatureNotFound(f"No report with the code {code!r}")
+            raise FeatureNotFound(Message("No report with the code {code!r}", code=code))
         return row["layer"], row["feature_id"]
 
     def report_contact(self, slug: str, feature_id: int) -> tuple[str, str] | None:
@@ -228,6 +229,6 @@ class PostGISRecordsMixin:
                 (photo_id,),
             ).fetchone()
         if row is None:
-            raise FeatureNotFound(f"No photo {photo_id}")
+            raise FeatureNotFound(Message("No photo {id}", id=photo_id))
         return StoredPhoto(row["id"], row["layer"], row["feature_id"], row["mime"], row["width"],
                            row["height"], bytes(row["data"]))
