@@ -11,6 +11,7 @@ from flask import Blueprint, Response, render_template, request
 from flask.typing import ResponseReturnValue
 
 from layers.errors import InvalidQuery
+from layers.query import parse_query
 from layers.store import AuditEntry
 
 from .auth import require_role
@@ -31,18 +32,18 @@ def _filters(args: dict[str, str]) -> dict[str, str | None]:
     for name, key, shift in (("from", "since", 0), ("to", "until", 1)):
         if args.get(name):
             try:
-                day = dt.date.fromisoformat(args[name]) + dt.timedelta(days=shift)
+                day = dt.date.fromisoformat(args[name])
             except ValueError:
                 raise InvalidQuery(f"{name} must be a date written YYYY-MM-DD") from None
-            out[key] = day.isoformat()
+            if shift and day == dt.date.max:
+                continue  # up to the last day there is: no upper bound at all
+            out[key] = (day + dt.timedelta(days=shift)).isoformat()
     return out
 
 
 def _offset(args: dict[str, str]) -> int:
-    try:
-        return max(0, int(args.get("offset", "0")))
-    except ValueError:
-        raise InvalidQuery("offset must be a whole number") from None
+    """The page's offset, checked by the feature API's parser (a whole number, bounded)."""
+    return parse_query({"offset": [args.get("offset", "")]}, ()).offset
 
 
 @bp.get("/audit")

@@ -15,6 +15,7 @@ from layers.store.base import ROLES
 from .auth import create_account
 from .layer_commands import layers_group
 from .store_access import get_store
+from .uploads import uploads_group
 
 
 def _fail(exc: GisError) -> None:
@@ -78,5 +79,5 @@ def users_list() -> None:
 
 
 def init_app(app: Flask) -> None:
-    for command in (sample_command, init_command, users, layers_group):
+    for command in (sample_command, init_command, users, layers_group, uploads_group):
         app.cli.add_command(command)

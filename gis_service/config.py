@@ -35,6 +35,8 @@ class DefaultConfig:
     MAX_CONTENT_LENGTH = 200 * 1024 * 1024
     # Where uploads wait between preview and publish.
     UPLOAD_DIR = str(Path.cwd() / "instance" / "uploads")
+    # An upload waiting for publish is removed after this many seconds without use.
+    UPLOAD_MAX_AGE = 24 * 3600
     # The province's VN-2000 TM-3 zone, assumed first for files without a .prj (Bình Phước).
     DEFAULT_EPSG = 9212
     # The city's box (minLon, minLat, maxLon, maxLat): imports far outside it are flagged.

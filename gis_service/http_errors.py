@@ -1,7 +1,7 @@
 """The one place where core errors and HTTP errors become responses.
 
-API clients (paths under /api/) get JSON ``{"error": ..., "status": ...}``; people get
-the error page. Nothing reaches the user as a traceback.
+API clients (paths under /api/ and /public/api/) get JSON ``{"error": ..., "status": ...}``;
+people get the error page. Nothing reaches the user as a traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.routing import IntegerConverter, Map
 
 from layers import errors
 
@@ -40,8 +41,23 @@ TITLES = {
 }
 
 
+# Paths whose clients are scripts and maps, not people: their errors are JSON too.
+API_PREFIXES = ("/api/", "/public/api/")
+# The largest id or version number a store holds (a signed 64-bit integer).
+MAX_ID = 2**63 - 1
+
+
+class StoreIdConverter(IntegerConverter):
+    """``<int:…>`` in every route: a store id or version, so one no store can hold (above
+    2^63 − 1) does not match, and the answer is Not Found instead of a database error."""
+
+    def __init__(self, map: Map, fixed_digits: int = 0, min: int | None = None,  # noqa: A002
+                 max: int | None = MAX_ID, signed: bool = False) -> None:  # noqa: A002
+        super().__init__(map, fixed_digits, min, max, signed)
+
+
 def wants_json() -> bool:
-    return request.path.startswith("/api/")
+    return request.path.startswith(API_PREFIXES)
 
 
 def error_response(status: int, message: str) -> ResponseReturnValue:
@@ -50,6 +66,18 @@ def error_response(status: int, message: str) -> ResponseReturnValue:
     title = TITLES.get(status, TITLES[400 if status < 500 else 500])
     page = render_template("error.html", status=status, title=title, message=message)
     return page, status
+
+
+def refuse_nul() -> ResponseReturnValue | None:
+    """A NUL character in the path, the query or a form field is refused at the door: it is
+    never text, and PostgreSQL cannot even hold it (uploaded files are not form fields)."""
+    texts = [request.path, *(x for kv in request.args.lists() for x in (kv[0], *kv[1]))]
+    if request.method == "POST":
+        texts += [x for kv in request.form.lists() for x in (kv[0], *kv[1])]
+    if any("\x00" in text for text in texts):
+        return error_response(400, _("The request holds a NUL character, which no text may "
+                                     "contain."))
+    return None
 
 
 def handle_gis_error(exc: errors.GisError) -> ResponseReturnValue:
@@ -74,6 +102,9 @@ def handle_unexpected(exc: Exception) -> ResponseReturnValue:
 
 
 def init_app(app: Flask) -> None:
+    """Register the handlers, and the id converter before any route that uses it."""
+    app.url_map.converters["int"] = StoreIdConverter
+    app.before_request(refuse_nul)
     app.register_error_handler(errors.GisError, handle_gis_error)
     app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(HTTPException, handle_http_error)

@@ -121,7 +121,12 @@ def render_preview(token: str, args: dict[str, str], form: dict[str, str] | None
                    error: str | None = None) -> ResponseReturnValue:
     pending = get_upload(token, current_user.get_id())
     options = read_options(args)
-    preview = run_preview(pending.path, pending.original_name, options)
+    try:
+        preview = run_preview(pending.path, pending.original_name, options)
+    except InvalidUpload:
+        if not option_args(options):  # refused as it came: there is nothing left to try
+            discard_upload(pending)
+        raise
     preview_geojson(pending.path, options).write_text(
         preview.frame.head(PREVIEW_MAP_FEATURES).to_json(drop_id=True), encoding="utf-8")
     kind = (form or args).get("kind") or "generic"
@@ -158,6 +163,14 @@ def render_preview(token: str, args: dict[str, str], form: dict[str, str] | None
 @bp.get("/import/<token>")
 def preview(token: str) -> ResponseReturnValue:
     return render_preview(token, request.args.to_dict())
+
+
+@bp.post("/import/<token>/discard")
+def discard(token: str) -> ResponseReturnValue:
+    """The planner drops an upload instead of publishing it; its files go at once."""
+    discard_upload(get_upload(token, current_user.get_id()))
+    flash(_("The upload was discarded."), "ok")
+    return redirect(url_for(".index"))
 
 
 @bp.get("/import/<token>/features")

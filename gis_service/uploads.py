@@ -1,7 +1,11 @@
 """Uploaded files waiting between preview and publish, one private folder per upload.
 
 The file is saved under a name we choose (the original name is kept only as text), in a
-folder named by a random token and tied to the account that uploaded it.
+folder named by a random token and tied to the account that uploaded it. Nothing stays
+there for good: a published, discarded or unreadable upload is removed at once, and one
+left waiting (a closed tab, a killed worker, a broken connection) expires after
+``UPLOAD_MAX_AGE`` seconds without use, swept at each new upload and by
+``gis-service uploads clean``.
 """
 
 from __future__ import annotations
@@ -10,10 +14,13 @@ import json
 import re
 import secrets
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 from flask import current_app
+from flask.cli import AppGroup
 from werkzeug.datastructures import FileStorage
 
 from layers.errors import InvalidUpload
@@ -42,13 +49,19 @@ def save_upload(storage: FileStorage | None, owner: str) -> PendingUpload:
         raise InvalidUpload("Choose a file to upload")
     original = Path(storage.filename.replace("\\", "/")).name[:200]
     match = SUFFIX_RE.search(original.lower())
+    sweep_uploads()
     token = secrets.token_urlsafe(24)
     folder = upload_root() / token
     folder.mkdir()
     path = folder / ("upload" + (match.group(0) if match else ""))
-    storage.save(path)
-    meta = {"original_name": original, "owner": owner, "file": path.name}
-    (folder / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    try:
+        storage.save(path)
+        meta = {"original_name": original, "owner": owner, "file": path.name}
+        (folder / "meta.json").write_text(json.dumps(meta, ensure_ascii=False),
+                                          encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)  # a half-written upload is no upload
+        raise
     return PendingUpload(token, path, original, owner)
 
 
@@ -66,3 +79,39 @@ def get_upload(token: str, owner: str) -> PendingUpload:
 
 def discard_upload(upload: PendingUpload) -> None:
     shutil.rmtree(upload.path.parent, ignore_errors=True)
+
+
+def _last_use(folder: Path) -> float:
+    """When an upload was last saved or previewed (each preview writes its map file)."""
+    return max((p.stat().st_mtime for p in folder.iterdir()), default=folder.stat().st_mtime)
+
+
+def sweep_uploads(max_age: float | None = None) -> int:
+    """Remove uploads unused for ``max_age`` seconds (``UPLOAD_MAX_AGE`` by default); how
+    many were removed. Only folders named like an upload token are touched."""
+    age = float(current_app.config["UPLOAD_MAX_AGE"] if max_age is None else max_age)
+    cutoff = time.time() - age
+    removed = 0
+    for folder in upload_root().iterdir():
+        if not (TOKEN_RE.match(folder.name) and folder.is_dir()):
+            continue
+        try:
+            stale = _last_use(folder) < cutoff
+        except FileNotFoundError:  # removed meanwhile by another worker
+            continue
+        if stale:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+uploads_group = AppGroup("uploads", help="Uploads waiting between preview and publish.")
+
+
+@uploads_group.command("clean")
+@click.option("--max-age", type=click.FloatRange(min=0), default=None,
+              help="Remove uploads unused for this many seconds (default: UPLOAD_MAX_AGE).")
+def clean_command(max_age: float | None) -> None:
+    """Remove abandoned uploads (run it from cron, or rely on the sweep at each upload)."""
+    removed = sweep_uploads(max_age)
+    click.echo(f"Removed {removed} abandoned upload(s) from {upload_root()}")

@@ -29,6 +29,7 @@ WRITES: dict[str, tuple[str, ...]] = {
     "manage.settings": ("admin", "planner"),
     "manage.restore": ("admin", "planner"),
     "manage.publish_upload": ("admin", "planner"),
+    "manage.discard": ("admin", "planner"),
     "manage.upload": ("admin", "planner"),
     "manage_api.api_import": ("admin", "planner"),
     "public_maps.new": ("admin", "planner"),
