@@ -47,7 +47,7 @@ STAGES = {
     "crs/reproject": ("diagnose_crs", "_to_wgs84"),
     "validate (clean + outside)": ("clean_geometries", "outside_count"),
     "infer types": ("infer_fields",),
-    "publish prep (_features)": ("ward_codes", "_features"),
+    "publish prep (_features)": ("_features", "place_wards"),
 }
 
 

@@ -20,6 +20,7 @@ from layers.errors import InvalidFeature, InvalidUpload, VersionConflict
 from layers.kinds import KINDS
 from layers.photos import sanitise_photo
 from layers.store import Feature, Layer
+from layers.wards import check_near_city, place_wards
 from layers.workflow import move_status, next_statuses, timeline
 
 from .auth import require_role
@@ -134,8 +135,10 @@ def edit(slug: str, feature_id: int) -> ResponseReturnValue:
         return render_form(slug, feature=feature)
     form = request.form.to_dict()
     try:
+        [(point, props)] = place_wards(store, HOTSPOT.name, [
+            (_point(form), _props(form, feature.properties))])
         store.update_feature(slug, feature_id, expected_version=_version(form),
-                             geometry=_point(form), properties=_props(form, feature.properties),
+                             geometry=point, properties=props,
                              actor=current_user.get_id(), note=form.get("note", "").strip())
     except VersionConflict:
         return render_form(slug, feature=store.get_feature(slug, feature_id), form=form,
@@ -154,9 +157,12 @@ def new(slug: str) -> ResponseReturnValue:
     form = request.form.to_dict()
     props = _props(form, {"status": "reported"})
     props["reported_at"] = props.get("reported_at") or dt.date.today().isoformat()
+    store = get_store()
     try:
-        [feature_id] = get_store().add_features(slug, [(_point(form), props)],
-                                                actor=current_user.get_id())
+        point = check_near_city(_point(form), tuple(current_app.config["CITY_BOUNDS"]))
+        [feature_id] = store.add_features(slug, place_wards(store, HOTSPOT.name,
+                                                            [(point, props)]),
+                                          actor=current_user.get_id())
     except InvalidFeature as exc:
         return render_form(slug, form=form, status=400, error=exc.message)
     flash(_("Hotspot added."), "ok")

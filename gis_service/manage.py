@@ -26,7 +26,7 @@ from flask_login import current_user
 
 from layers.errors import GisError, InvalidUpload
 from layers.ingest.encoding import ENCODINGS, LABELS
-from layers.ingest.mapping import guess_mapping
+from layers.ingest.mapping import guess_mapping, ward_warnings
 from layers.ingest.pipeline import Preview, PublishSpec, ReadOptions, publish
 from layers.ingest.validate import field_name
 from layers.kinds import KINDS
@@ -136,6 +136,7 @@ def render_preview(token: str, args: dict[str, str], form: dict[str, str] | None
     mapping = guess_mapping(kind, columns)
     if form:
         mapping = {k.removeprefix("map_"): v for k, v in form.items() if k.startswith("map_")}
+    preview.warnings += ward_warnings(get_store(), kind, mapping, preview.frame)
     stem = pending.original_name.rsplit(".", 1)[0]
     store = get_store()
     page = render_template(

@@ -23,6 +23,8 @@ from layers.kinds import KINDS, FieldDef
 from layers.photos import sanitise_photo
 from layers.query import FeatureQuery, parse_query
 from layers.store import Feature, Layer, PublicMap
+from layers.text import checked_text
+from layers.wards import check_near_city, place_wards
 
 from .map_builder import MapLayer
 from .map_pages import render_map, ward_index
@@ -36,6 +38,7 @@ PUBLIC_STATUSES = ("verified", "in_progress", "resolved")
 DEFAULT_MAP = "default"  # the public map shown at /public
 REPORT_LIMITS = (("report", Limit(5, 10 * 60)), ("report-day", Limit(20, 24 * 3600)))
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read over the phone
+REPORT_MAX, CONTACT_MAX = 2000, 300  # characters of a report's description and contact
 
 
 def public_fields(layer: Layer) -> tuple[FieldDef, ...]:
@@ -175,17 +178,6 @@ def report_layer() -> Layer | None:
     return None
 
 
-def ward_of(point: Point) -> str | None:
-    store = get_store()
-    box = FeatureQuery(bbox=(point.x, point.y, point.x, point.y), limit=50)
-    for layer in store.list_layers():
-        if layer.kind == "ward":
-            for f in store.query_features(layer.slug, box).features:
-                if f.geometry.contains(point):
-                    return str(f.properties.get("code"))
-    return None
-
-
 def render_report(form: dict[str, str], status: int = 200, error: str = ""
                   ) -> ResponseReturnValue:
     # The public ward boundaries, for orientation while picking the place.
@@ -220,22 +212,23 @@ def report() -> ResponseReturnValue:
     choice = KINDS["hotspot"].field("category").choice(category)
     if choice is None:
         return render_report(form, 400, _("Choose what kind of problem it is."))
-    description = form.get("description", "").strip()[:2000]
-    if not description:
-        return render_report(form, 400, _("Describe what you saw."))
     photo = None
     upload = request.files.get("photo")
     try:
+        check_near_city(point, tuple(current_app.config["CITY_BOUNDS"]))
+        description = checked_text(form.get("description", ""), "description", REPORT_MAX)
+        if not description:
+            return render_report(form, 400, _("Describe what you saw."))
+        contact = checked_text(form.get("contact", ""), "contact", CONTACT_MAX)
         if upload and upload.filename:
             p = sanitise_photo(upload.read())
             photo = (p.mime, p.width, p.height, p.data)
         code = "PA-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(8))
         props = {"name": f"{choice.vi} – {_('citizen report')}", "category": category,
                  "severity": 1, "status": "reported",
-                 "reported_at": dt.date.today().isoformat(), "source": "citizen",
-                 "ward": ward_of(point)}
-        get_store().create_report(layer.slug, point, props, code=code,
-                                  contact=form.get("contact", "").strip()[:300],
+                 "reported_at": dt.date.today().isoformat(), "source": "citizen"}
+        [(point, props)] = place_wards(get_store(), layer.kind, [(point, props)])
+        get_store().create_report(layer.slug, point, props, code=code, contact=contact,
                                   description=description, photo=photo)
     except (InvalidFeature, InvalidUpload) as exc:
         return render_report(form, 400, exc.message)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidFeature
-from .text import nfc
+from .text import NAME_MAX, TEXT_MAX, nfc
 
 FIELD_TYPES = ("text", "integer", "number", "date", "boolean", "choice")
 
@@ -46,6 +46,8 @@ class FieldDef:
     maximum: float | None = None
     # Shown on the public map when the layer is public; planners untick internal fields.
     public: bool = True
+    # Longest text a text field holds, in characters.
+    max_length: int = TEXT_MAX
 
     def label(self, lang: str) -> str:
         return self.en if lang == "en" else self.vi
@@ -68,6 +70,8 @@ class FieldDef:
         for key in ("minimum", "maximum"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if self.max_length != TEXT_MAX:
+            out["max_length"] = self.max_length
         return out
 
     @classmethod
@@ -85,6 +89,7 @@ class FieldDef:
             minimum=data.get("minimum"),
             maximum=data.get("maximum"),
             public=bool(data.get("public", True)),
+            max_length=int(data.get("max_length", TEXT_MAX)),
         )
 
 
@@ -112,7 +117,7 @@ def _ward_field() -> FieldDef:
     return FieldDef("ward", "text", "Phường/xã", "Ward", filterable=True)
 
 
-NAME = FieldDef("name", "text", "Tên", "Name", required=True)
+NAME = FieldDef("name", "text", "Tên", "Name", required=True, max_length=NAME_MAX)
 
 HOTSPOT_STATUS = FieldDef(
     "status", "choice", "Trạng thái", "Status", required=True, filterable=True,
@@ -308,7 +313,7 @@ def _coerce(f: FieldDef, value: Any) -> Any:
 def property_cleaner(fields: tuple[FieldDef, ...]) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """``clean_properties`` for one set of fields, prepared once for many features."""
     names = frozenset(f.name for f in fields)
-    plan = [(f, f.name, f.type == "text", f.required) for f in fields]
+    plan = [(f, f.name, f.type == "text", f.required, f.max_length) for f in fields]
     dated = "reported_at" in names and "resolved_at" in names
 
     def clean(props: dict[str, Any]) -> dict[str, Any]:
@@ -316,12 +321,16 @@ def property_cleaner(fields: tuple[FieldDef, ...]) -> Callable[[dict[str, Any]],
         if not names.issuperset(props):
             problems.append(f"unknown field(s): {', '.join(sorted(set(props) - names))}")
         out: dict[str, Any] = {}
-        for f, name, text, required in plan:
+        for f, name, text, required, limit in plan:
             value = props.get(name)
-            if text and type(value) is str and value.strip():  # the common case, first
-                out[name] = nfc(value)
+            if isinstance(value, str):
+                value = nfc(value)
+            if text and type(value) is str and value:  # the common case, first
+                out[name] = value
+                if len(value) > limit:
+                    problems.append(f"{name}: longer than {limit} characters")
                 continue
-            if value is None or (isinstance(value, str) and not value.strip()):
+            if value is None or value == "":
                 if required:
                     problems.append(f"{name}: required")
                 continue

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .errors import InvalidFeature
 from .store import Feature, Store
+from .store.common import check_version
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "reported": ("verified", "dismissed"),
@@ -40,6 +41,8 @@ def move_status(store: Store, slug: str, feature_id: int, to: str, *, note: str,
     if not note:
         raise InvalidFeature("Every status change needs a note saying why")
     feature = store.get_feature(slug, feature_id)
+    # A stale page is a conflict, whichever move it offered: check that before the move.
+    check_version(feature, expected_version)
     current = str(feature.properties.get("status"))
     if to not in next_statuses(current):
         allowed = ", ".join(next_statuses(current)) or "none"

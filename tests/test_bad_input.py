@@ -6,6 +6,7 @@ oversized or direction-reversing text, stale pages, and uploads that must not pi
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import time
@@ -27,6 +28,13 @@ VALUES = {"slug": "hotspots", "layer_slug": "hotspots", "map_slug": "default", "
 @pytest.fixture
 def admin(client):
     return login(client, "admin")
+
+
+@pytest.fixture
+def first(app):
+    store = app.extensions["gis_store"]
+    return store.query_features("hotspots", FeatureQuery(
+        equals={"status": ("reported",)}, limit=1)).features[0]
 
 
 def id_routes(app) -> list[tuple[str, str]]:
@@ -99,6 +107,102 @@ def test_nul_characters_are_refused_at_the_door(app, client, admin):
     before = store.count_features("hotspots")
     assert report(stranger, contact="0912\x00345").status_code == 400
     assert store.count_features("hotspots") == before
+
+
+@pytest.mark.parametrize(("lat", "lon"), [("0", "0"), ("10.0", "106.0"), ("11.52", "-106.85")])
+def test_citizen_reports_far_outside_the_city_are_refused(app, client, lat, lon):
+    store = app.extensions["gis_store"]
+    before = store.count_features("hotspots")
+    response = report(client, lat=lat, lon=lon)
+    assert response.status_code == 400
+    assert store.count_features("hotspots") == before
+
+
+def test_hotspots_added_far_outside_the_city_are_refused(app, client):
+    inspector = login(client, "inspector")
+    store = app.extensions["gis_store"]
+    before = store.count_features("hotspots")
+    response = inspector.post("/hotspots/hotspots/new", data={
+        "csrf_token": csrf_token(inspector, "/hotspots/hotspots/new"), "name": "Ở đảo Null",
+        "category": "air", "severity": "1", "lat": "0", "lon": "0"})
+    assert response.status_code == 400
+    assert store.count_features("hotspots") == before
+
+
+def inspect(client, feature, day: str):
+    return client.post(f"/hotspots/hotspots/{feature.id}/inspections", data={
+        "csrf_token": csrf_token(client, f"/hotspots/hotspots/{feature.id}"),
+        "inspected_on": day, "finding": "Còn rác"}, content_type="multipart/form-data")
+
+
+def test_inspections_dated_in_the_future_or_long_ago_are_refused(app, client, first):
+    inspector = login(client, "inspector")
+    store = app.extensions["gis_store"]
+    later = (dt.date.today() + dt.timedelta(days=3)).isoformat()
+    for day in ("9999-12-31", later, "1900-01-01", "0001-01-01"):
+        response = inspect(inspector, first, day)
+        assert response.status_code == 400, day
+        assert "01/01/1990" in response.get_data(as_text=True)
+    assert store.list_inspections("hotspots", first.id) == []
+    assert inspect(inspector, first, dt.date.today().isoformat()).status_code == 302
+
+
+def new_hotspot(client, **fields):
+    data = {"csrf_token": csrf_token(client, "/hotspots/hotspots/new"), "name": "Bãi rác",
+            "category": "illegal_dumping", "severity": "2", "lat": "11.52", "lon": "106.86"}
+    return client.post("/hotspots/hotspots/new", data={**data, **fields})
+
+
+def test_oversized_names_and_titles_are_refused_with_a_clear_message(app, client):
+    planner = login(client, "planner")
+    store = app.extensions["gis_store"]
+    before = store.count_features("hotspots")
+    long_name = new_hotspot(planner, name="Bãi rác " * 50)  # 400 characters
+    assert long_name.status_code == 400
+    assert "300" in long_name.get_data(as_text=True)
+    huge = new_hotspot(planner, name="x" * 2_000_000)  # 2 MB
+    assert huge.status_code in (400, 413)
+    assert store.count_features("hotspots") == before
+    token = csrf_token(planner, "/layers/hotspots/versions")
+    long_title = planner.post("/layers/hotspots/settings", data={
+        "csrf_token": token, "title": "Tiêu đề " * 40})
+    assert long_title.status_code == 400 and "200" in long_title.get_data(as_text=True)
+    huge_title = planner.post("/layers/hotspots/settings", data={
+        "csrf_token": token, "title": "x" * 1_000_000})
+    assert huge_title.status_code in (400, 413)
+    assert len(store.get_layer("hotspots").title) < 200
+    long_report = report(app.test_client(), description="x" * 2001)
+    assert long_report.status_code == 400 and "2000" in long_report.get_data(as_text=True)
+
+
+def test_direction_overrides_are_removed_from_text(app, client):
+    planner = login(client, "planner")
+    store = app.extensions["gis_store"]
+    added = new_hotspot(planner, name="Bãi rác \u202egnp.exe", description="\u2066x\u2069y")
+    assert added.status_code == 302
+    feature_id = int(added.headers["Location"].rsplit("/", 1)[1])
+    props = store.get_feature("hotspots", feature_id).properties
+    assert props["name"] == "Bãi rác gnp.exe" and props["description"] == "xy"
+    only_marks = new_hotspot(planner, name="\u202e\u200f")
+    assert only_marks.status_code == 400  # nothing is left of the name: it is missing
+    planner.post("/layers/hotspots/settings", data={
+        "csrf_token": csrf_token(planner, "/layers/hotspots/versions"),
+        "title": "Điểm nóng\u202e 2024"})
+    assert store.get_layer("hotspots").title == "Điểm nóng 2024"
+
+
+def test_a_stale_status_move_is_a_conflict(app, first):
+    one, two = (login(app.test_client(), "inspector") for _ in range(2))
+    url = f"/hotspots/hotspots/{first.id}/status"
+    forms = [{"csrf_token": csrf_token(c, f"/hotspots/hotspots/{first.id}"), "to": "verified",
+              "note": "Đã xác minh", "version": first.version} for c in (one, two)]
+    assert one.post(url, data=forms[0]).status_code == 302
+    stale = two.post(url, data=forms[1])  # the same move, from the page before the first
+    assert stale.status_code == 409
+    page = stale.get_data(as_text=True)
+    assert "Đã xác minh" in page  # the hotspot as it is now
+    store = app.extensions["gis_store"]
+    assert store.get_feature("hotspots", first.id).version == first.version + 1
 
 
 # -- uploads ------------------------------------------------------------------------------

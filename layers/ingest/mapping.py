@@ -7,7 +7,14 @@ starting point the planner sees and can change.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import pandas as pd
+
 from ..kinds import get_kind
+from ..messages import Message
+from ..store import Store
+from ..wards import WARD_FIELD, Wards, has_wards, unmatched_message
 
 ALIASES: dict[str, tuple[str, ...]] = {
     "name": ("ten", "ten_diem", "ten_co_so", "ten_mo_hinh", "ten_dv", "tendiem"),
@@ -47,3 +54,14 @@ def guess_mapping(kind: str, columns: list[str]) -> dict[str, str]:
                 available.remove(candidate)
                 break
     return guess
+
+
+def ward_warnings(store: Store, kind: str, mapping: Mapping[str, str], frame: pd.DataFrame
+                  ) -> list[Message]:
+    """The preview's warning about ward names in the mapped column that match no ward of
+    the store; publishing refuses them rather than store a ward the filter never finds."""
+    column = mapping.get(WARD_FIELD)
+    if not has_wards(kind) or not column or column not in frame.columns:
+        return []
+    names = Wards.of(store).unmatched(frame[column].tolist())
+    return [unmatched_message(names)] if names else []

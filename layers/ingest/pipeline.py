@@ -20,9 +20,9 @@ import shapely
 
 from ..errors import InvalidUpload
 from ..kinds import FieldDef, get_kind
-from ..query import MAX_LIMIT, FeatureQuery
 from ..store import Layer, Store
 from ..text import nfc
+from ..wards import place_wards
 from .archive import Dataset, UploadLimits, open_upload, read_member_bytes
 from .crs import CrsCandidate, CrsDiagnosis, diagnose_crs, transformer_to_wgs84
 from .encoding import EncodingGuess, decode, detect_encoding, encoding_from_cpg
@@ -241,22 +241,6 @@ class PublishSpec:
     note: str = ""
 
 
-def ward_codes(store: Store) -> dict[str, str]:
-    """Ward names (in several spellings) and codes, mapped to codes, from every ward layer."""
-    codes: dict[str, str] = {}
-    for layer in store.list_layers():
-        if layer.kind != "ward":
-            continue
-        page = store.query_features(layer.slug, FeatureQuery(limit=MAX_LIMIT))
-        for f in page.features:
-            code = str(f.properties.get("code", ""))
-            name = nfc(str(f.properties.get("name", ""))).lower()
-            short = name.removeprefix("phường ").removeprefix("xã ")
-            for key in (code, name, short):
-                codes[key] = code
-    return codes
-
-
 def _rows(frame: gpd.GeoDataFrame, columns: list[str]) -> Iterator[tuple[Any, ...]]:
     """Row tuples of the named columns, as the plain values ``infer_fields`` produced."""
     return zip(*(frame[c].tolist() for c in columns), strict=True) if columns else (
@@ -274,7 +258,7 @@ def _choice_value(f: FieldDef, value: Any) -> Any:
     return value
 
 
-def _features(preview: Preview, spec: PublishSpec, wards: dict[str, str]) -> tuple[
+def _features(preview: Preview, spec: PublishSpec) -> tuple[
         list[tuple[shapely.Geometry, dict[str, Any]]], tuple[FieldDef, ...]]:
     frame = preview.frame
     if spec.kind == "generic":
@@ -306,8 +290,6 @@ def _features(preview: Preview, spec: PublishSpec, wards: dict[str, str]) -> tup
         for target, raw in zip(targets, row, strict=True):
             f = kind.field(target)
             value = _choice_value(f, raw)
-            if target == "ward" and value is not None:
-                value = wards.get(nfc(str(value)).lower(), value)
             if value is not None:
                 props[target] = value
         items.append((geom, props))
@@ -325,7 +307,8 @@ def publish(store: Store, preview: Preview, spec: PublishSpec, *, actor: str = "
         )
     if spec.kind != "generic" and preview.geometry.mixed:
         raise InvalidUpload("Mixed geometry types can only be published as a generic layer")
-    items, fields = _features(preview, spec, ward_codes(store))
+    items, fields = _features(preview, spec)
+    items = place_wards(store, spec.kind, items)  # ward names as codes; missing: located
     note = spec.note or f"import of {preview.upload_name}"
     if spec.replace:
         store.replace_features(spec.slug, items, note=note, actor=actor)

@@ -21,6 +21,8 @@ from shapely.geometry.base import BaseGeometry
 
 from ..errors import InvalidFeature, VersionConflict
 from ..kinds import FieldDef, clean_properties, get_kind, property_cleaner
+from ..messages import Message
+from ..text import TITLE_MAX, checked_text
 from .base import (
     ROLES,
     AuditEntry,
@@ -110,6 +112,8 @@ def to_audit_entry(row: Row, load_json: Callable[[Any], Any]) -> AuditEntry:
 
 # -- input checks -----------------------------------------------------------------------------
 def _titled(title: str) -> str:
+    """A title as stored: normalised, non-empty and no longer than ``TITLE_MAX``."""
+    title = checked_text(title, "title", TITLE_MAX)
     if not title:
         raise InvalidFeature("A layer needs a title")
     return title
@@ -148,16 +152,26 @@ def checked_user(username: str, role: str) -> str:
     return username
 
 
+# The earliest day an inspection may carry: older records are typing mistakes.
+FIRST_INSPECTION = dt.date(1990, 1, 1)
+
+
 def checked_inspection(inspected_on: str, finding: str) -> tuple[str, str]:
-    """(day, finding) to store: the date as ISO text, the finding trimmed and non-empty."""
-    finding = finding.strip()
+    """(day, finding) to store: a day that has come (tomorrow in UTC is today in Vietnam)
+    and not before ``FIRST_INSPECTION``, the finding normalised and non-empty."""
+    finding = checked_text(finding, "finding")
     if not finding:
         raise InvalidFeature("An inspection needs its finding")
     try:
-        day = dt.date.fromisoformat(inspected_on).isoformat()
+        day = dt.date.fromisoformat(inspected_on)
     except ValueError:
-        raise InvalidFeature("The inspection date must be written YYYY-MM-DD") from None
-    return day, finding
+        raise InvalidFeature(
+            Message("The inspection date must be written YYYY-MM-DD")) from None
+    latest = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+    if not FIRST_INSPECTION <= day <= latest:
+        raise InvalidFeature(Message("The inspection date must lie between {first} and today",
+                                     first=FIRST_INSPECTION.strftime("%d/%m/%Y")))
+    return day.isoformat(), finding
 
 
 def range_operator(op: str) -> str:
@@ -177,10 +191,8 @@ def checked_restore(slug: str, data_version: int, current: int, known: bool) -> 
 
 
 # -- feature edits and batches ----------------------------------------------------------------
-def checked_edit(layer: Layer, current: Feature, expected_version: int,
-                 geometry: BaseGeometry | None, properties: dict[str, Any] | None
-                 ) -> tuple[BaseGeometry, dict[str, Any]]:
-    """The geometry and properties an edit leaves, if nobody changed the feature meanwhile.
+def check_version(current: Feature, expected_version: int) -> None:
+    """Refuse a change made from an older version of the feature than the stored one.
 
     Raises VersionConflict carrying the feature as it is now, so the editor can merge.
     """
@@ -190,6 +202,13 @@ def checked_edit(layer: Layer, current: Feature, expected_version: int,
             f" {current.version}, your edit was based on version {expected_version})",
             current=current.to_geojson(),
         )
+
+
+def checked_edit(layer: Layer, current: Feature, expected_version: int,
+                 geometry: BaseGeometry | None, properties: dict[str, Any] | None
+                 ) -> tuple[BaseGeometry, dict[str, Any]]:
+    """The geometry and properties an edit leaves, if nobody changed the feature meanwhile."""
+    check_version(current, expected_version)
     geom = check_geometry(layer, geometry) if geometry is not None else current.geometry
     props = current.properties if properties is None else properties
     if layer.fields:
@@ -239,9 +258,10 @@ def insert_batches(layer: Layer, items: Iterable[Item], size: int,
 # -- audit rows and payloads ------------------------------------------------------------------
 def audit_values(at: str | None, actor: str, action: str, layer: str | None,
                  feature_id: int | None, before: Any, after: Any, note: str) -> tuple[Any, ...]:
-    """An audit row's column values in that order: now when ``at`` is not given, JSON text."""
+    """An audit row's column values in that order: now when ``at`` is not given, JSON text;
+    the note (typed by a person, or naming a file) normalised and of bounded length."""
     return (at or utc_now(), actor, action, layer, feature_id, json_or_none(before),
-            json_or_none(after), note)
+            json_or_none(after), checked_text(note, "note"))
 
 
 def created_entry(layer: Layer, count: int) -> dict[str, Any]:
