@@ -62,6 +62,8 @@ def test_text_that_names_no_ward_is_refused(app, planner, text):
 
 
 def test_a_hotspot_added_without_a_ward_gets_the_ward_it_lies_in(app, planner):
+    form = planner.get("/hotspots/hotspots/new").get_data(as_text=True)
+    assert '<option value="">— phường/xã nơi điểm nằm —</option>' in form  # it says so
     code = ward_at(planner, 106.884, 11.536)
     feature_id = added_id(new_hotspot(planner, ward="", lon="106.884", lat="11.536"))
     store = app.extensions["gis_store"]
