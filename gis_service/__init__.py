@@ -16,6 +16,7 @@ from . import (
     assets,
     auth,
     commands,
+    formatting,
     hotspots,
     http_errors,
     i18n,
@@ -49,6 +50,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.extensions["gis_store"] = open_store(app.config["DATABASE"])
     assets.init_app(app)
     i18n.init_app(app)
+    formatting.init_app(app)
     security.init_app(app)
     auth.init_app(app)
     http_errors.init_app(app)

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, render_template, request
 from flask.typing import ResponseReturnValue
 
 from layers.errors import InvalidQuery
+from layers.messages import Message
 from layers.query import parse_query
 from layers.store import AuditEntry
 
@@ -34,7 +35,8 @@ def _filters(args: dict[str, str]) -> dict[str, str | None]:
             try:
                 day = dt.date.fromisoformat(args[name])
             except ValueError:
-                raise InvalidQuery(f"{name} must be a date written YYYY-MM-DD") from None
+                raise InvalidQuery(
+                    Message("{name} must be a date written YYYY-MM-DD", name=name)) from None
             if shift and day == dt.date.max:
                 continue  # up to the last day there is: no upper bound at all
             out[key] = (day + dt.timedelta(days=shift)).isoformat()
@@ -51,22 +53,17 @@ def audit() -> ResponseReturnValue:
     args = request.args.to_dict()
     offset = _offset(args)
     entries, total = get_store().list_audit(**_filters(args), limit=PAGE, offset=offset)
+    layers = get_store().list_layers()
     return render_template("audit.html", entries=entries, total=total, offset=offset,
-                           page=PAGE, args=args, values=_values,
-                           layers=[la.slug for la in get_store().list_layers()])
+                           page=PAGE, args=args,
+                           layers=[la.slug for la in layers],
+                           layer_fields={la.slug: la.fields for la in layers})
 
 
 def _cell(value: object) -> str:
     """A CSV cell a spreadsheet will not run as a formula (=, +, -, @ are neutralised)."""
     text = "" if value is None else str(value)
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def _values(value: object) -> str:
-    """Readable JSON of a change (a feature's properties), as text the page escapes."""
-    if isinstance(value, dict) and isinstance(value.get("properties"), dict):
-        value = value["properties"]
-    return "" if value is None else orjson.dumps(value).decode("utf-8")
 
 
 def _dump(value: object) -> str:

@@ -18,6 +18,7 @@ from shapely.geometry import Point
 
 from layers.errors import InvalidFeature, InvalidUpload, VersionConflict
 from layers.kinds import KINDS
+from layers.messages import Message
 from layers.photos import sanitise_photo
 from layers.store import Feature, Layer
 from layers.wards import check_near_city, place_wards
@@ -39,7 +40,7 @@ EDITABLE = [f for f in HOTSPOT.fields if f.name not in ("status", "resolved_at")
 def hotspot_layer(slug: str) -> Layer:
     layer = get_store().get_layer(slug)
     if layer.kind != "hotspot":
-        raise InvalidFeature(f"Layer {slug!r} holds no hotspots")
+        raise InvalidFeature(Message("Layer {slug!r} holds no hotspots", slug=slug))
     return layer
 
 
@@ -47,17 +48,18 @@ def _version(form: dict[str, str]) -> int:
     try:
         return int(form.get("version", ""))
     except ValueError:
-        raise InvalidFeature("The form lost the version it was made from; reload the page"
-                             ) from None
+        raise InvalidFeature(
+            Message("The form lost the version it was made from; reload the page")) from None
 
 
 def _point(form: dict[str, str]) -> Point:
     try:
         lon, lat = float(form.get("lon", "")), float(form.get("lat", ""))
     except ValueError:
-        raise InvalidFeature("Longitude and latitude must be numbers in degrees") from None
+        raise InvalidFeature(
+            Message("Longitude and latitude must be numbers in degrees")) from None
     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
-        raise InvalidFeature("Longitude and latitude must be in degrees (WGS84)")
+        raise InvalidFeature(Message("Longitude and latitude must be in degrees (WGS84)"))
     return Point(lon, lat)
 
 

@@ -16,6 +16,8 @@ from werkzeug.routing import IntegerConverter, Map
 
 from layers import errors
 
+from .i18n import tr
+
 STATUS: dict[type[errors.GisError], int] = {
     errors.LayerNotFound: 404,
     errors.FeatureNotFound: 404,
@@ -62,7 +64,7 @@ def wants_json() -> bool:
 
 def error_response(status: int, message: str) -> ResponseReturnValue:
     if wants_json():
-        return jsonify(error=message, status=status), status
+        return jsonify(error=tr(message), status=status), status
     title = TITLES.get(status, TITLES[400 if status < 500 else 500])
     page = render_template("error.html", status=status, title=title, message=message)
     return page, status

@@ -9,6 +9,7 @@ from flask_login import login_required
 
 from layers.errors import InvalidQuery
 from layers.kinds import KINDS
+from layers.messages import Message
 from layers.query import MAX_LIMIT, filter_params, parse_query
 from layers.store import Layer, Store
 
@@ -42,7 +43,7 @@ def split_filters(
         understood |= set(mine)
     unknown = sorted(set(filters) - understood)
     if unknown:
-        raise InvalidQuery(f"Unknown map filter(s): {', '.join(unknown)}")
+        raise InvalidQuery(Message("Unknown map filter(s): {names}", names=unknown))
     return filters, per_layer
 
 

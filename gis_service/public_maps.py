@@ -23,6 +23,7 @@ from layers.store.base import PublicMap, check_slug
 from layers.text import nfc
 
 from .auth import require_role
+from .i18n import tr
 from .store_access import get_store
 
 bp = Blueprint("public_maps", __name__, url_prefix="/layers/public-maps")
@@ -115,7 +116,7 @@ def read_bounds(form: MultiDict[str, str]) -> tuple[float, float, float, float] 
         return parse_bbox(",".join(values))
     except InvalidQuery as exc:
         raise InvalidQuery(_("The initial view is not valid: %(reason)s",
-                             reason=exc.message)) from None
+                             reason=tr(exc.message))) from None
 
 
 def read_form(form: MultiDict[str, str], slug: str) -> PublicMap:

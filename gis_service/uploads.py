@@ -24,8 +24,10 @@ from flask.cli import AppGroup
 from werkzeug.datastructures import FileStorage
 
 from layers.errors import InvalidUpload
+from layers.messages import Message
 
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+GONE = Message("This upload is no longer available; upload the file again")
 SUFFIX_RE = re.compile(r"\.[a-z0-9]{1,8}$")
 
 
@@ -46,7 +48,7 @@ def upload_root() -> Path:
 def save_upload(storage: FileStorage | None, owner: str) -> PendingUpload:
     """Keep an uploaded file for preview; the name it came with is only a label."""
     if storage is None or not storage.filename:
-        raise InvalidUpload("Choose a file to upload")
+        raise InvalidUpload(Message("Choose a file to upload"))
     original = Path(storage.filename.replace("\\", "/")).name[:200]
     match = SUFFIX_RE.search(original.lower())
     sweep_uploads()
@@ -70,10 +72,10 @@ def get_upload(token: str, owner: str) -> PendingUpload:
     folder = upload_root() / token
     meta_file = folder / "meta.json"
     if not TOKEN_RE.match(token) or not meta_file.is_file():
-        raise InvalidUpload("This upload is no longer available; upload the file again")
+        raise InvalidUpload(GONE)
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
     if meta["owner"] != owner:
-        raise InvalidUpload("This upload is no longer available; upload the file again")
+        raise InvalidUpload(GONE)
     return PendingUpload(token, folder / meta["file"], meta["original_name"], owner)
 
 

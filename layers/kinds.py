@@ -8,14 +8,24 @@ their fields are whatever the layer declares.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidFeature
+from .messages import Message
 from .text import NAME_MAX, TEXT_MAX, nfc
 
-FIELD_TYPES = ("text", "integer", "number", "date", "boolean", "choice")
+# A "year" is a whole number shown as written (2020), never grouped like a count (2.020).
+FIELD_TYPES = ("text", "integer", "number", "date", "boolean", "choice", "year")
+# Names that say a whole-number column holds years: nam_thanh_lap, since_year, NAM…
+YEAR_NAME = re.compile(r"(^|_)(year|nam)(_|$)")
+
+
+def year_like(name: str, values: Iterable[int]) -> bool:
+    """Whether a whole-number column named ``name`` holding ``values`` is a column of years."""
+    return bool(YEAR_NAME.search(name.lower())) and all(1000 <= v <= 2999 for v in values)
 
 
 @dataclass(frozen=True)
@@ -77,10 +87,13 @@ class FieldDef:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FieldDef:
         if data.get("type") not in FIELD_TYPES:
-            raise InvalidFeature(f"Unknown field type {data.get('type')!r}")
+            raise InvalidFeature(Message("Unknown field type {type!r}", type=data.get("type")))
+        kind = data["type"]
+        if kind == "integer" and YEAR_NAME.search(data["name"]):
+            kind = "year"  # stored before years had their own type
         return cls(
             name=data["name"],
-            type=data["type"],
+            type=kind,
             vi=data.get("vi", data["name"]),
             en=data.get("en", data["name"]),
             choices=tuple(Choice(**c) for c in data.get("choices", ())),
@@ -222,7 +235,7 @@ KINDS: dict[str, Kind] = {
                          Choice("green_clean", "Xanh – sạch – đẹp", "Green, clean, beautiful",
                                 "#43a047"),
                      )),
-            FieldDef("since_year", "integer", "Năm thành lập", "Since year",
+            FieldDef("since_year", "year", "Năm thành lập", "Since year",
                      minimum=1990, maximum=2100),
             FieldDef("households", "integer", "Số hộ tham gia", "Households", minimum=0),
             _ward_field(),
@@ -258,9 +271,8 @@ def get_kind(name: str) -> Kind:
     try:
         return KINDS[name]
     except KeyError:
-        raise InvalidFeature(
-            f"Unknown layer kind {name!r}; expected one of {', '.join(KINDS)}"
-        ) from None
+        raise InvalidFeature(Message("Unknown layer kind {name!r}; expected one of {kinds}",
+                                     name=name, kinds=list(KINDS))) from None
 
 
 def _coerce(f: FieldDef, value: Any) -> Any:
@@ -272,26 +284,28 @@ def _coerce(f: FieldDef, value: Any) -> Any:
         if isinstance(value, str):
             value = nfc(value)
         if value not in allowed:
-            raise ValueError(f"must be one of {', '.join(map(str, allowed))}")
+            raise ValueError(Message("must be one of {allowed}", allowed=allowed))
         return value
     if f.type == "text":
         if not isinstance(value, str | int | float):
-            raise ValueError("must be text")
+            raise ValueError(Message("must be text"))
         return nfc(str(value))
-    if f.type == "integer":
+    if f.type in ("integer", "year"):
+        whole = Message("must be a whole number")
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError("must be a whole number")
-        number: float = int(value)
+            raise ValueError(whole)
+        number: float = _convert(int, value, whole)
     elif f.type == "number":
         if isinstance(value, bool):
-            raise ValueError("must be a number")
-        number = float(value)
+            raise ValueError(Message("must be a number"))
+        number = _convert(float, value, Message("must be a number"))
     elif f.type == "date":
         if isinstance(value, dt.datetime):
             return value.date().isoformat()
         if isinstance(value, dt.date):
             return value.isoformat()
-        return dt.date.fromisoformat(str(value).strip()).isoformat()
+        return _convert(dt.date.fromisoformat, str(value).strip(),
+                        Message("must be a date written YYYY-MM-DD")).isoformat()
     elif f.type == "boolean":
         if isinstance(value, bool):
             return value
@@ -300,26 +314,44 @@ def _coerce(f: FieldDef, value: Any) -> Any:
             return True
         if text in ("false", "0", "no", "không"):
             return False
-        raise ValueError("must be true or false")
+        raise ValueError(Message("must be true or false"))
     else:  # pragma: no cover - FIELD_TYPES is closed
         raise ValueError(f"unknown type {f.type}")
     if f.minimum is not None and number < f.minimum:
-        raise ValueError(f"must be at least {f.minimum:g}")
+        raise ValueError(Message("must be at least {minimum:g}", minimum=f.minimum))
     if f.maximum is not None and number > f.maximum:
-        raise ValueError(f"must be at most {f.maximum:g}")
+        raise ValueError(Message("must be at most {maximum:g}", maximum=f.maximum))
     return number
+
+
+def _convert(convert: Callable[[Any], Any], value: Any, problem: Message) -> Any:
+    """``convert(value)``, its failure told as ``problem`` rather than Python's own words."""
+    try:
+        return convert(value)
+    except (ValueError, TypeError, OverflowError):
+        raise ValueError(problem) from None
+
+
+def _joined(problems: list[Message]) -> Message:
+    """Several problems as one message, each translated on its own."""
+    out = problems[0]
+    for problem in problems[1:]:
+        out = Message("{first}; {then}", first=out, then=problem)
+    return out
 
 
 def property_cleaner(fields: tuple[FieldDef, ...]) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """``clean_properties`` for one set of fields, prepared once for many features."""
     names = frozenset(f.name for f in fields)
+    by_name = {f.name: f for f in fields}
     plan = [(f, f.name, f.type == "text", f.required, f.max_length) for f in fields]
     dated = "reported_at" in names and "resolved_at" in names
 
     def clean(props: dict[str, Any]) -> dict[str, Any]:
-        problems: list[str] = []
+        problems: list[Message] = []
         if not names.issuperset(props):
-            problems.append(f"unknown field(s): {', '.join(sorted(set(props) - names))}")
+            problems.append(Message("unknown field(s): {names}",
+                                    names=sorted(set(props) - names)))
         out: dict[str, Any] = {}
         for f, name, text, required, limit in plan:
             value = props.get(name)
@@ -328,21 +360,24 @@ def property_cleaner(fields: tuple[FieldDef, ...]) -> Callable[[dict[str, Any]],
             if text and type(value) is str and value:  # the common case, first
                 out[name] = value
                 if len(value) > limit:
-                    problems.append(f"{name}: longer than {limit} characters")
+                    problems.append(Message("{field}: longer than {limit} characters",
+                                            field=f, limit=limit))
                 continue
             if value is None or value == "":
                 if required:
-                    problems.append(f"{name}: required")
+                    problems.append(Message("{field}: required", field=f))
                 continue
             try:
                 out[name] = _coerce(f, value)
             except (ValueError, TypeError) as exc:
-                problems.append(f"{name}: {exc}")
+                problems.append(Message("{field}: {problem}", field=f, problem=exc.args[0]))
         if dated and "reported_at" in out and "resolved_at" in out and (
                 out["resolved_at"] < out["reported_at"]):
-            problems.append("resolved_at: must not be before reported_at")
+            problems.append(Message("{field}: must not be before {other}",
+                                    field=by_name["resolved_at"], other=by_name["reported_at"]))
         if problems:
-            raise InvalidFeature("Invalid properties — " + "; ".join(problems))
+            raise InvalidFeature(Message("Invalid properties — {problems}",
+                                         problems=_joined(problems)))
         return out
 
     return clean

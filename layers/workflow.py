@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from .errors import InvalidFeature
+from .messages import Message
 from .store import Feature, Store
 from .store.common import check_version
 
@@ -36,18 +37,18 @@ def move_status(store: Store, slug: str, feature_id: int, to: str, *, note: str,
     """
     layer = store.get_layer(slug)
     if layer.kind != "hotspot":
-        raise InvalidFeature(f"Layer {slug!r} holds no hotspots")
+        raise InvalidFeature(Message("Layer {slug!r} holds no hotspots", slug=slug))
     note = note.strip()
     if not note:
-        raise InvalidFeature("Every status change needs a note saying why")
+        raise InvalidFeature(Message("Every status change needs a note saying why"))
     feature = store.get_feature(slug, feature_id)
     # A stale page is a conflict, whichever move it offered: check that before the move.
     check_version(feature, expected_version)
     current = str(feature.properties.get("status"))
     if to not in next_statuses(current):
-        allowed = ", ".join(next_statuses(current)) or "none"
-        raise InvalidFeature(f"A hotspot that is {current} cannot become {to} (allowed: "
-                             f"{allowed})")
+        raise InvalidFeature(Message(
+            "A hotspot that is {current} cannot become {to} (allowed: {allowed})",
+            current=current, to=to, allowed=list(next_statuses(current)) or "—"))
     props = dict(feature.properties, status=to)
     if to == "resolved":
         props["resolved_at"] = (on or dt.date.today()).isoformat()
@@ -85,8 +86,7 @@ def timeline(store: Store, slug: str, feature_id: int) -> list[TimelineEntry]:
         elif e.action == "feature.create":
             summary, kind = {"status": after.get("status")}, "created"
         else:
-            changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
-            summary, kind = {"changed": changed}, "edit"
+            summary, kind = {"changes": e.changes()}, "edit"
         out.append(TimelineEntry(e.at, e.actor, kind, summary, e.note))
     for i in store.list_inspections(slug, feature_id):
         out.append(TimelineEntry(i.created_at, i.inspector, "inspection",

@@ -235,7 +235,7 @@ def test_generic_publish_keeps_all_columns(tmp_path, store):
 
 def test_missing_required_mapping_and_bad_values_store_nothing(tmp_path, store):
     preview = preview_upload(shapefile_zip(tmp_path), "diem_nong.zip")
-    with pytest.raises(InvalidUpload, match="status"):
+    with pytest.raises(InvalidUpload, match="Status"):
         publish(store, preview, PublishSpec("x", "X", "hotspot", {"name": "ten"}))
     bad = {**HOTSPOT_MAP, "severity": "ngay"}  # dates are no severity: feature 1 fails
     with pytest.raises(InvalidFeature, match="Feature 1"):

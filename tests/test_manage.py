@@ -87,7 +87,7 @@ def test_reading_options_change_the_preview(planner, tmp_path):
 
 def test_hostile_uploads_get_a_clear_400(planner, tmp_path):
     for data, name, message in [
-        (b"PK\x03\x04broken", "x.zip", "damaged"),
+        (b"PK\x03\x04broken", "x.zip", "tệp nén bị hỏng"),
         (b"hello", "x.zip", ""),
         (b"", "x.zip", ""),
     ]:

@@ -248,7 +248,7 @@ def test_api_one_feature(inspector):
     ],
 )
 def test_api_bad_requests_get_clear_json_errors(inspector, url, status, message):
-    response = inspector.get(url)
+    response = inspector.get(url, headers={"Accept-Language": "en"})  # the English ids
     assert response.status_code == status
     assert response.is_json and response.json["status"] == status
     assert message in response.json["error"]

@@ -121,8 +121,9 @@ def read_vector(ds: Dataset) -> RawData:
     notes = [Message("GDAL warned while reading {name}: {warning}", name=ds.name,
                      warning=str(w.message).replace(ds.path, ds.name))
              for w in caught if issubclass(w.category, RuntimeWarning)]
+    # KML's ExtendedData is untyped text whatever it holds; the other formats type columns.
     return RawData(frame, None if shapefile else info.get("crs"), shapefile, notes,
-                   declared_types=True)
+                   declared_types=ds.format != "kml")
 
 
 def _pick(columns: list[str], names: tuple[str, ...], chosen: str | None) -> str | None:

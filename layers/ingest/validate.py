@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ..kinds import FieldDef
+from ..kinds import FieldDef, year_like
 
 DMY = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})\s*$")
 ISO = re.compile(r"^\s*(\d{4})-(\d{2})-(\d{2})(?:[T ].*)?$")
@@ -119,11 +119,13 @@ def _native(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def infer_column(values: pd.Series) -> tuple[str, list[object]]:
+def infer_column(values: pd.Series, *, declared: bool = False) -> tuple[str, list[object]]:
     """The narrowest type every non-empty value fits, and the values converted to it.
 
     Text is examined once per distinct value (names and dates repeat a lot), and the
-    result is plain Python values with None for empty, ready to store.
+    result is plain Python values with None for empty, ready to store. ``declared`` says the
+    source typed its columns (a DBF, a GeoPackage): a text column then stays text, as a ward
+    code ``'25195'`` in a DBF character field must, and only its written dates are read.
     """
     raw = [_native(v) for v in values.tolist()]
     present = [v for v in raw if v is not None]
@@ -143,7 +145,7 @@ def infer_column(values: pd.Series) -> tuple[str, list[object]]:
         dates = {t: parse_date(t) for t in distinct}
         if all(dates.values()):
             return "date", [dates.get(text[v]) if v is not None else None for v in raw]
-        numbers = {t: _number(t) for t in distinct}
+        numbers = {t: None if declared else _number(t) for t in distinct}
         # Codes with leading zeros ("0123") stay text: they are identifiers, not numbers.
         if all(n is not None for n in numbers.values()) and not any(
                 len(t) > 1 and t[0] == "0" and t[1].isdigit() for t in distinct):
@@ -162,14 +164,21 @@ def _number(text: str) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def infer_fields(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[FieldDef]]:
-    """Rename attribute columns to stable keys, type them, and describe them as FieldDefs."""
+def infer_fields(frame: pd.DataFrame, *, declared: bool = False
+                 ) -> tuple[pd.DataFrame, list[FieldDef]]:
+    """Rename attribute columns to stable keys, type them, and describe them as FieldDefs.
+
+    ``declared``: the source typed its columns (see ``infer_column``). Whole numbers in a
+    column named as years (``nam_thanh_lap``, ``since_year``) are years, shown as 2020.
+    """
     taken: set[str] = set()
     columns: dict[str, pd.Series] = {}
     fields: list[FieldDef] = []
     for raw in frame.columns:
         key = field_name(str(raw), taken)
-        kind, converted = infer_column(frame[raw])
+        kind, converted = infer_column(frame[raw], declared=declared)
+        if kind == "integer" and year_like(key, (v for v in converted if v is not None)):
+            kind = "year"
         columns[key] = pd.Series(converted, index=frame.index, dtype=object)
         fields.append(FieldDef(key, kind, str(raw), str(raw)))
     out = pd.DataFrame(columns, index=frame.index)
