@@ -12,8 +12,8 @@ before; the web face looks the id up in its catalogue and fills in the parameter
 adding a message is this one call where it arises, plus its line in messages.po.
 
 Text the stores keep and hand back later (version and audit notes) is plain text in the
-database; its templates are declared here with ``kept`` so ``recognise`` can turn the text
-read back into the Message it was.
+database; its templates are declared here, at the end, with ``kept`` so ``recognise`` can
+turn the text read back into the Message it was.
 """
 
 from __future__ import annotations
@@ -107,3 +107,4 @@ def recognise(text: str) -> str:
 # Notes a version or an audit entry keeps.
 IMPORT_NOTE = kept("import of {name}")
 RESTORED_NOTE = kept("restored from version {version}")
+SAMPLE_NOTE = kept("Illustrative data, randomly generated: not official boundaries or records.")

@@ -20,13 +20,13 @@ from shapely.geometry.base import BaseGeometry
 
 from .errors import LayerExists
 from .kinds import Choice, clean_properties, get_kind
-from .messages import Message
+from .messages import SAMPLE_NOTE, Message
 from .store.base import Store
 
 ILLUSTRATIVE_NOTE_VI = (
     "Dữ liệu minh hoạ do máy tạo ngẫu nhiên, không phải ranh giới hay số liệu chính thức."
 )
-ILLUSTRATIVE_NOTE_EN = "Illustrative data, randomly generated: not official boundaries or records."
+ILLUSTRATIVE_NOTE_EN = SAMPLE_NOTE  # also the note of the sample layers' first version
 
 SAMPLE_LAYERS: dict[str, str] = {
     "wards": "ward",
@@ -270,5 +270,5 @@ def load_sample(store: Store, *, seed: int = 2021, replace: bool = False) -> dic
     for slug, kind in SAMPLE_LAYERS.items():
         store.create_layer(slug, f"{get_kind(kind).vi} (minh hoạ)", kind,
                            public=slug in PUBLIC_SAMPLE_LAYERS,
-                           features=data[slug], note=ILLUSTRATIVE_NOTE_EN)
+                           features=data[slug], note=Message(ILLUSTRATIVE_NOTE_EN))
     return {slug: len(features) for slug, features in data.items()}

@@ -139,3 +139,5 @@ def test_version_notes_read_in_vietnamese(client, tmp_path):
     assert "import of" not in html and "restored from" not in html
     english = planner.get("/layers/diem/versions?lang=en").get_data(as_text=True)
     assert "import of diem_nong.zip" in english and "restored from version 1" in english
+    sample = planner.get("/layers/hotspots/versions?lang=vi").get_data(as_text=True)
+    assert "Dữ liệu minh hoạ do máy tạo ngẫu nhiên" in sample and "Illustrative" not in sample
