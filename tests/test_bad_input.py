@@ -7,6 +7,7 @@ oversized or direction-reversing text, stale pages, and uploads that must not pi
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import time
@@ -173,6 +174,18 @@ def test_oversized_names_and_titles_are_refused_with_a_clear_message(app, client
     assert len(store.get_layer("hotspots").title) < 200
     long_report = report(app.test_client(), description="x" * 2001)
     assert long_report.status_code == 400 and "2000" in long_report.get_data(as_text=True)
+
+
+def test_an_oversized_column_name_is_refused_at_the_preview(app, client):
+    planner = login(client, "planner")
+    column = "Tên " + "x" * 300_000
+    data = json.dumps({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "geometry": {"type": "Point", "coordinates": [106.85, 11.52]},
+        "properties": {column: "a"}}]}).encode()
+    refused = planner.get(upload(planner, data, "diem.geojson").headers["Location"])
+    assert refused.status_code == 400 and "200" in refused.get_data(as_text=True)
+    assert len(refused.get_data()) < 20_000  # the column is not echoed back whole
+    assert pending(app) == []
 
 
 def test_direction_overrides_are_removed_from_text(app, client):

@@ -17,7 +17,10 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from ..errors import InvalidUpload
 from ..kinds import FieldDef, year_like
+from ..messages import Message
+from ..text import TITLE_MAX, nfc
 
 DMY = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})\s*$")
 ISO = re.compile(r"^\s*(\d{4})-(\d{2})-(\d{2})(?:[T ].*)?$")
@@ -175,11 +178,16 @@ def infer_fields(frame: pd.DataFrame, *, declared: bool = False
     columns: dict[str, pd.Series] = {}
     fields: list[FieldDef] = []
     for raw in frame.columns:
-        key = field_name(str(raw), taken)
+        label = nfc(str(raw))
+        if len(label) > TITLE_MAX:  # a column's name becomes a field's key and label
+            raise InvalidUpload(Message(
+                "A column name is longer than {limit} characters ({start}…): rename it in "
+                "the file", limit=TITLE_MAX, start=label[:40]))
+        key = field_name(label, taken)
         kind, converted = infer_column(frame[raw], declared=declared)
         if kind == "integer" and year_like(key, (v for v in converted if v is not None)):
             kind = "year"
         columns[key] = pd.Series(converted, index=frame.index, dtype=object)
-        fields.append(FieldDef(key, kind, str(raw), str(raw)))
+        fields.append(FieldDef(key, kind, label, label))
     out = pd.DataFrame(columns, index=frame.index)
     return out, fields
