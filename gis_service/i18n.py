@@ -7,7 +7,7 @@ Also the one place where what the core says (``layers.messages.Message``) is tra
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Flask, current_app, request, session
+from flask import Flask, current_app, has_request_context, request, session
 from flask_babel import Babel, get_locale, gettext
 
 from layers.messages import Message
@@ -38,9 +38,10 @@ def page_lang() -> str:
 
 
 def tr(value: Any) -> Any:
-    """A core Message in the request's language; any other value unchanged."""
+    """A core Message in the request's language (English outside a request: the CLI); any
+    other value unchanged."""
     if isinstance(value, Message):
-        return value.translated(gettext, page_lang())
+        return value.translated(gettext, page_lang()) if has_request_context() else str(value)
     return value
 
 
