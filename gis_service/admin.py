@@ -9,6 +9,7 @@ import io
 import orjson
 from flask import Blueprint, Response, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext as _l
 
 from layers.errors import InvalidQuery
 from layers.messages import Message
@@ -23,6 +24,20 @@ bp.before_request(require_role("admin"))
 
 PAGE = 100
 EXPORT_LIMIT = 100_000
+
+# What each audit action is called on the page; the CSV keeps the action's own name.
+ACTIONS = {
+    "layer.create": _l("layer created"), "layer.update": _l("layer settings"),
+    "layer.replace": _l("layer data replaced"), "layer.delete": _l("layer deleted"),
+    "feature.create": _l("feature added"), "features.add": _l("features added"),
+    "feature.update": _l("feature edited"), "feature.status": _l("status changed"),
+    "feature.archive": _l("feature archived"), "feature.restore": _l("feature restored"),
+    "feature.reimport": _l("feature re-imported"), "inspection.add": _l("inspection"),
+    "report.create": _l("citizen report"), "public_map.save": _l("public map saved"),
+    "user.create": _l("account created"), "user.role": _l("role changed"),
+    "user.disable": _l("account disabled"), "user.enable": _l("account enabled"),
+    "user.password": _l("password set"),
+}
 
 
 def _filters(args: dict[str, str]) -> dict[str, str | None]:
@@ -55,7 +70,7 @@ def audit() -> ResponseReturnValue:
     entries, total = get_store().list_audit(**_filters(args), limit=PAGE, offset=offset)
     layers = get_store().list_layers()
     return render_template("audit.html", entries=entries, total=total, offset=offset,
-                           page=PAGE, args=args,
+                           page=PAGE, args=args, actions=ACTIONS,
                            layers=[la.slug for la in layers],
                            layer_fields={la.slug: la.fields for la in layers})
 

@@ -70,6 +70,7 @@ def test_audit_log_shows_local_times_and_labelled_changes(app, client, hotspot):
     assert "Mức độ" in html and "Nhẹ → Trung bình" in html
     row = next(r for r in html.split("<tr>") if "feature.update" in r)
     assert "&#34;" not in row and "severity" not in visible(row).replace('title="severity"', "")
+    assert "sửa đối tượng" in row  # the action by its name, not feature.update
     entries, _ = app.extensions["gis_store"].list_audit(layer="hotspots", limit=1)
     assert local(entries[0].at) in html
     assert not ISO_TIME.search(visible(html))
