@@ -61,30 +61,36 @@ class Wards:
     """The wards of every ward layer: their codes, their names' spellings and their shapes.
 
     Layers created later come first: where old and new boundaries overlap (the 2025
-    merger), a place lies in the current ward.
+    merger), a place lies in the current ward, and a name both use means the current one.
     """
 
-    def __init__(self, wards: list[tuple[str, str, BaseGeometry]]) -> None:
+    def __init__(self, layers: list[list[tuple[str, str, BaseGeometry]]]) -> None:
+        """``layers``: each ward layer's (code, name, geometry), the newest layer first."""
+        wards = [ward for layer in layers for ward in layer]
         self.codes = [code for code, _, _ in wards]
         self._known = set(self.codes)
+        # Spelling key -> the codes it names in the newest layer that has it.
         self._names: dict[tuple[str, str], set[str]] = {}
-        for code, name, _ in wards:
-            unit, stem = ward_key(name)
-            for key in ((unit, stem), ("", stem)):
-                self._names.setdefault(key, set()).add(code)
+        for layer in layers:
+            spelled: dict[tuple[str, str], set[str]] = {}
+            for code, name, _ in layer:
+                unit, stem = ward_key(name)
+                for key in ((unit, stem), ("", stem)):
+                    spelled.setdefault(key, set()).add(code)
+            self._names = {**spelled, **self._names}
         self._tree = shapely.STRtree([geom for _, _, geom in wards])
 
     @classmethod
     def of(cls, store: Store) -> Wards:
         """The wards of the store's ward layers."""
-        wards = []
+        layers = []
         for layer in reversed(store.list_layers()):
             if layer.kind == "ward":
                 page = store.query_features(layer.slug, FeatureQuery(limit=MAX_LIMIT))
-                wards += [(_code_text(f.properties.get("code", "")),
-                           str(f.properties.get("name", "")), f.geometry)
-                          for f in page.features]
-        return cls(wards)
+                layers.append([(_code_text(f.properties.get("code", "")),
+                                str(f.properties.get("name", "")), f.geometry)
+                               for f in page.features])
+        return cls(layers)
 
     def __bool__(self) -> bool:
         return bool(self.codes)

@@ -84,20 +84,24 @@ def test_an_edit_that_clears_the_ward_gets_it_back_by_location(app, planner):
 
 
 def test_features_get_the_ward_of_the_newest_boundaries(app, client, planner):
-    """After a boundary change (the 2025 merger) the new ward layer is the one places lie in;
-    the old wards' names still match their codes, so history keeps its meaning."""
+    """After a boundary change (the 2025 merger) the new ward layer is the one places lie in
+    and a name both layers use means the new ward; the old wards' other names still match
+    their codes, so history keeps its meaning."""
     store = app.extensions["gis_store"]
-    old = store.query_features("wards", FeatureQuery()).features
-    merged = unary_union([w.geometry for w in old])
+    old = {w.properties["code"]: w.geometry
+           for w in store.query_features("wards", FeatureQuery()).features}
+    west = unary_union([old["25207"], old["25210"]])  # Tân Thành and Tiến Thành
+    east = unary_union([g for code, g in old.items() if code not in ("25207", "25210")])
     store.create_layer("wards-2025", "Phường 2025", "ward", features=[
-        (merged, {"code": "26000", "name": "Phường Bình Phước", "type": "phuong"})])
+        (west, {"code": "26001", "name": "Phường Tân Thành", "type": "phuong"}),
+        (east, {"code": "26000", "name": "Phường Bình Phước", "type": "phuong"})])
     response = report(app.test_client(), lat="11.516", lon="106.888")
     slug, feature_id = store.find_report(response.headers["Location"].rsplit("/", 1)[1])
     assert store.get_feature(slug, feature_id).properties["ward"] == "26000"
-    added = added_id(new_hotspot(planner, ward="P. Tân Phú"))
-    assert store.get_feature("hotspots", added).properties["ward"] == "25195"
-    by_name = added_id(new_hotspot(planner, ward="P. Bình Phước"))
-    assert store.get_feature("hotspots", by_name).properties["ward"] == "26000"
+    for spelling, code in {"P. Tân Phú": "25195", "P. Bình Phước": "26000",
+                           "Tân Thành": "26001", "X. Tân Thành": "25207"}.items():
+        added = added_id(new_hotspot(planner, ward=spelling))
+        assert store.get_feature("hotspots", added).properties["ward"] == code, spelling
 
 
 def hotspots_zip(tmp_path, wards: list[str | None]):
