@@ -15,6 +15,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 from shapely.geometry import Point
+from shapely.geometry.base import BaseGeometry
 
 from layers.errors import InvalidFeature, InvalidUpload, VersionConflict
 from layers.kinds import KINDS
@@ -61,6 +62,15 @@ def _point(form: dict[str, str]) -> Point:
     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
         raise InvalidFeature(Message("Longitude and latitude must be in degrees (WGS84)"))
     return Point(lon, lat)
+
+
+def _placed(form: dict[str, str], before: BaseGeometry | None = None) -> Point:
+    """The form's point; a new or moved place must lie near the city (0, 0 is a mistake),
+    while one left where it was (an import may hold far ones) is kept as it is."""
+    point = _point(form)
+    if before is None or not point.equals(before):
+        check_near_city(point, tuple(current_app.config["CITY_BOUNDS"]))
+    return point
 
 
 def _props(form: dict[str, str], base: dict[str, Any]) -> dict[str, Any]:
@@ -138,7 +148,7 @@ def edit(slug: str, feature_id: int) -> ResponseReturnValue:
     form = request.form.to_dict()
     try:
         [(point, props)] = place_wards(store, HOTSPOT.name, [
-            (_point(form), _props(form, feature.properties))])
+            (_placed(form, feature.geometry), _props(form, feature.properties))])
         store.update_feature(slug, feature_id, expected_version=_version(form),
                              geometry=point, properties=props,
                              actor=current_user.get_id(), note=form.get("note", "").strip())
@@ -163,7 +173,7 @@ def new(slug: str) -> ResponseReturnValue:
     try:
         point = check_near_city(_point(form), tuple(current_app.config["CITY_BOUNDS"]))
         [feature_id] = store.add_features(slug, place_wards(store, HOTSPOT.name,
-                                                            [(point, props)]),
+                                                            [(_placed(form), props)]),
                                           actor=current_user.get_id())
     except InvalidFeature as exc:
         return render_form(slug, form=form, status=400, error=exc.message)

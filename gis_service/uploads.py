@@ -25,6 +25,7 @@ from werkzeug.datastructures import FileStorage
 
 from layers.errors import InvalidUpload
 from layers.messages import Message
+from layers.text import TITLE_MAX, nfc
 
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 GONE = Message("This upload is no longer available; upload the file again")
@@ -49,7 +50,8 @@ def save_upload(storage: FileStorage | None, owner: str) -> PendingUpload:
     """Keep an uploaded file for preview; the name it came with is only a label."""
     if storage is None or not storage.filename:
         raise InvalidUpload(Message("Choose a file to upload"))
-    original = Path(storage.filename.replace("\\", "/")).name[:200]
+    # Shown on pages and kept in notes: normalised like every stored text (no bidi controls).
+    original = nfc(Path(storage.filename.replace("\\", "/")).name)[:TITLE_MAX]
     match = SUFFIX_RE.search(original.lower())
     sweep_uploads()
     token = secrets.token_urlsafe(24)

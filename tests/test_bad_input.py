@@ -204,6 +204,18 @@ def test_direction_overrides_are_removed_from_text(app, client):
     assert store.get_layer("hotspots").title == "Điểm nóng 2024"
 
 
+def test_a_hotspot_moved_far_outside_the_city_is_refused(app, client, first):
+    inspector = login(client, "inspector")
+    url = f"/hotspots/hotspots/{first.id}/edit"
+    form = {**{k: str(v) for k, v in first.properties.items()}, "lon": "0", "lat": "0",
+            "version": str(first.version), "csrf_token": csrf_token(inspector, url)}
+    assert inspector.post(url, data=form).status_code == 400
+    store = app.extensions["gis_store"]
+    assert store.get_feature("hotspots", first.id).geometry.equals(first.geometry)
+    kept = {**form, "lon": str(first.geometry.x), "lat": str(first.geometry.y)}
+    assert inspector.post(url, data=kept).status_code == 302  # not moved: saved as it is
+
+
 def test_a_stale_status_move_is_a_conflict(app, first):
     one, two = (login(app.test_client(), "inspector") for _ in range(2))
     url = f"/hotspots/hotspots/{first.id}/status"
@@ -230,6 +242,14 @@ def test_an_unreadable_upload_is_removed_when_refused(app, client):
     refused = planner.get(response.headers["Location"])
     assert refused.status_code == 400
     assert pending(app) == []
+
+
+def test_an_upload_name_loses_its_direction_overrides(client, tmp_path):
+    planner = login(client, "planner")
+    token_url = upload(planner, shapefile_bytes(tmp_path), "diem_nong\u202egpj.zip").headers[
+        "Location"]
+    page = planner.get(token_url).get_data(as_text=True)
+    assert "diem_nonggpj.zip" in page and "\u202e" not in page
 
 
 def test_a_discarded_upload_is_removed(app, client, tmp_path):

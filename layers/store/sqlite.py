@@ -19,7 +19,7 @@ import orjson
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from ..errors import FeatureNotFound, LayerExists, LayerNotFound, UserExists
+from ..errors import UserExists
 from ..kinds import FieldDef
 from ..query import FeatureQuery
 from .base import Feature, FeaturePage, Layer, LayerVersion, Store, User
@@ -32,8 +32,11 @@ from .common import (
     checked_restore,
     checked_user,
     created_entry,
+    feature_not_found,
     insert_batches,
     json_text,
+    layer_exists,
+    layer_not_found,
     range_operator,
     replaced_entry,
     to_features,
@@ -148,7 +151,7 @@ class SQLiteStore(RecordsMixin, Store):
     def _layer_row(self, con: sqlite3.Connection, slug: str) -> sqlite3.Row:
         row = con.execute("SELECT * FROM layers WHERE slug = ?", (slug,)).fetchone()
         if row is None:
-            raise LayerNotFound(f"No layer named {slug!r}")
+            raise layer_not_found(slug)
         return row
 
     @staticmethod
@@ -173,7 +176,7 @@ class SQLiteStore(RecordsMixin, Store):
         now = utc_now()
         with self._tx() as con:
             if con.execute("SELECT 1 FROM layers WHERE slug = ?", (slug,)).fetchone():
-                raise LayerExists(f"A layer named {slug!r} already exists")
+                raise layer_exists(slug)
             con.execute(
                 "INSERT INTO layers (slug, title, kind, geometry_type, public, style, fields,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -400,7 +403,7 @@ class SQLiteStore(RecordsMixin, Store):
             "SELECT * FROM features WHERE id = ? AND layer_id = ?", (feature_id, layer_id)
         ).fetchone()
         if row is None:
-            raise FeatureNotFound(f"Layer {slug!r} has no feature {feature_id}")
+            raise feature_not_found(slug, feature_id)
         return row
 
     def get_feature(self, slug: str, feature_id: int) -> Feature:
