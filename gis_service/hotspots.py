@@ -171,7 +171,6 @@ def new(slug: str) -> ResponseReturnValue:
     props["reported_at"] = props.get("reported_at") or dt.date.today().isoformat()
     store = get_store()
     try:
-        point = check_near_city(_point(form), tuple(current_app.config["CITY_BOUNDS"]))
         [feature_id] = store.add_features(slug, place_wards(store, HOTSPOT.name,
                                                             [(_placed(form), props)]),
                                           actor=current_user.get_id())

@@ -11,9 +11,6 @@ from layers.errors import InvalidUpload
 from layers.ingest.archive import UploadLimits
 from layers.ingest.encoding import ENCODINGS
 from layers.ingest.pipeline import Preview, ReadOptions, preview_upload
-from layers.messages import Message
-
-from .i18n import tr
 
 
 def limits() -> UploadLimits:
@@ -25,7 +22,7 @@ def _int_arg(args: dict[str, str], name: str) -> int | None:
     if not value:
         return None
     if not value.isdigit():
-        raise InvalidUpload(Message("{name} must be an EPSG code such as 9212", name=name))
+        raise InvalidUpload(f"{name} must be an EPSG code such as 9212")
     return int(value)
 
 
@@ -33,7 +30,7 @@ def read_options(args: dict[str, str]) -> ReadOptions:
     """The planner's overrides, from the preview form or the API."""
     encoding = args.get("encoding") or None
     if encoding and encoding not in ENCODINGS:
-        raise InvalidUpload(Message("encoding must be one of {known}", known=list(ENCODINGS)))
+        raise InvalidUpload(f"encoding must be one of {', '.join(ENCODINGS)}")
     return ReadOptions(
         dataset=args.get("dataset") or None,
         crs_epsg=_int_arg(args, "crs"),
@@ -63,14 +60,14 @@ def preview_json(preview: Preview) -> dict[str, Any]:
         "crs": {"epsg": crs.epsg, "source": crs.source, "confidence": crs.confidence,
                 "needs_confirmation": crs.needs_confirmation,
                 "candidates": [{"epsg": c.epsg, "name": c.name, "confidence": c.confidence,
-                                "reason": tr(c.reason)} for c in crs.candidates]},
+                                "reason": c.reason} for c in crs.candidates]},
         "encoding": None if preview.encoding is None else {
             "encoding": preview.encoding.encoding, "confidence": preview.encoding.confidence,
-            "evidence": tr(preview.encoding.evidence), "source": preview.encoding_source,
+            "evidence": preview.encoding.evidence, "source": preview.encoding_source,
             "used": preview.text_encoding},
         "fields": [f.to_dict() for f in preview.fields],
         "rows": preview.rows(),
-        "warnings": [tr(w) for w in preview.warnings],
+        "warnings": preview.warnings,
         "repaired": preview.geometry.repaired,
         "dropped_empty": preview.geometry.dropped_empty,
         "outside": preview.outside,

@@ -30,7 +30,6 @@ from layers.ingest.mapping import guess_mapping, ward_warnings
 from layers.ingest.pipeline import Preview, PublishSpec, ReadOptions, publish
 from layers.ingest.validate import field_name
 from layers.kinds import KINDS
-from layers.messages import Message
 from layers.store import Layer
 
 from .auth import require_role
@@ -60,7 +59,7 @@ def publish_spec(form: dict[str, str], preview: Preview) -> PublishSpec:
     """Read the publish form: title, slug, kind, mapping, public flags, confirmation."""
     kind = form.get("kind") or "generic"
     if kind not in KINDS:
-        raise InvalidUpload(Message("kind must be one of {kinds}", kinds=list(KINDS)))
+        raise InvalidUpload(f"kind must be one of {', '.join(KINDS)}")
     field_map = {
         key.removeprefix("map_"): value
         for key, value in form.items()
@@ -132,7 +131,7 @@ def render_preview(token: str, args: dict[str, str], form: dict[str, str] | None
         preview.frame.head(PREVIEW_MAP_FEATURES).to_json(drop_id=True), encoding="utf-8")
     kind = (form or args).get("kind") or "generic"
     if kind not in KINDS:
-        raise InvalidUpload(Message("kind must be one of {kinds}", kinds=list(KINDS)))
+        raise InvalidUpload(f"kind must be one of {', '.join(KINDS)}")
     columns = [f.name for f in preview.fields]
     mapping = guess_mapping(kind, columns)
     if form:
@@ -184,7 +183,7 @@ def preview_features(token: str) -> ResponseReturnValue:
     pending = get_upload(token, current_user.get_id())
     cached = preview_geojson(pending.path, read_options(request.args))
     if not cached.is_file():
-        raise InvalidUpload(Message("Open the preview page first; it prepares this map"))
+        raise InvalidUpload("Open the preview page first; it prepares this map")
     return current_app.response_class(cached.read_bytes(), mimetype="application/geo+json")
 
 

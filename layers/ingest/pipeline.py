@@ -20,7 +20,6 @@ import shapely
 
 from ..errors import InvalidUpload
 from ..kinds import FieldDef, get_kind
-from ..messages import IMPORT_NOTE, Message
 from ..store import Layer, Store
 from ..text import nfc
 from ..wards import place_wards
@@ -59,7 +58,7 @@ class Preview:
     fields: list[FieldDef]
     geometry: GeometryReport
     outside: int
-    warnings: list[Message] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def feature_count(self) -> int:
@@ -88,8 +87,7 @@ def _choose(datasets: list[Dataset], wanted: str | None) -> Dataset:
         if ds.name == wanted:
             return ds
     names = ", ".join(ds.name for ds in datasets)
-    raise InvalidUpload(Message("The upload has no dataset {wanted!r}; it has: {names}",
-                                wanted=wanted, names=names))
+    raise InvalidUpload(f"The upload has no dataset {wanted!r}; it has: {names}")
 
 
 def _decode_text(frame: gpd.GeoDataFrame, encoding: str) -> gpd.GeoDataFrame:
@@ -120,7 +118,7 @@ def _text_samples(frame: gpd.GeoDataFrame, limit: int = 5000) -> list[bytes]:
 
 
 def _settle_encoding(ds: Dataset, frame: gpd.GeoDataFrame, override: str | None
-                     ) -> tuple[str, EncodingGuess, str, list[Message]]:
+                     ) -> tuple[str, EncodingGuess, str, list[str]]:
     """Planner's choice, else the .cpg, else detection from the bytes themselves.
 
     A .cpg that the bytes contradict is reported; one they cannot even be decoded with is
@@ -138,15 +136,15 @@ def _settle_encoding(ds: Dataset, frame: gpd.GeoDataFrame, override: str | None
         for sample in samples:
             decode(sample, declared)
     except InvalidUpload:
-        return guess.encoding, guess, "detected", [Message(
-            "The .cpg says {declared} but the text cannot be read that way; it was read as "
-            "{used} instead: check the names in the preview", declared=declared,
-            used=guess.encoding)]
+        return guess.encoding, guess, "detected", [
+            f"The .cpg says {declared} but the text cannot be read that way; it was read as "
+            f"{guess.encoding} instead: check the names in the preview"
+        ]
     if guess.encoding != declared and guess.confidence >= 0.8:
-        return declared, guess, "cpg", [Message(
-            "The .cpg says {declared} but the text looks like {detected}: check the names in "
-            "the preview and change the encoding if they look wrong", declared=declared,
-            detected=guess.encoding)]
+        return declared, guess, "cpg", [
+            f"The .cpg says {declared} but the text looks like {guess.encoding}: check the "
+            "names in the preview and change the encoding if they look wrong"
+        ]
     return declared, guess, "cpg", []
 
 
@@ -154,9 +152,8 @@ def _user_crs(epsg: int) -> CrsDiagnosis:
     try:
         transformer_to_wgs84(epsg)
     except Exception:  # noqa: BLE001 - pyproj raises several classes for unknown codes
-        raise InvalidUpload(
-            Message("EPSG:{epsg} is not a coordinate system PROJ knows", epsg=epsg)) from None
-    candidate = CrsCandidate(epsg, f"EPSG:{epsg}", 1.0, Message("Chosen by the planner"))
+        raise InvalidUpload(f"EPSG:{epsg} is not a coordinate system PROJ knows") from None
+    candidate = CrsCandidate(epsg, f"EPSG:{epsg}", 1.0, "Chosen by the planner")
     return CrsDiagnosis(epsg, "user", 1.0, (candidate,), (), False)
 
 
@@ -188,7 +185,7 @@ def preview_upload(
     ds = _choose(datasets, options.dataset)
     raw = read_dataset(ds, csv_x=options.csv_x, csv_y=options.csv_y)
     frame = raw.frame
-    warnings: list[Message] = list(raw.warnings)
+    warnings: list[str] = []
     encoding, guess, encoding_source = "utf-8", None, "format"
     if raw.raw_text:
         encoding, guess, encoding_source, notes = _settle_encoding(ds, frame, options.encoding)
@@ -196,7 +193,7 @@ def preview_upload(
         warnings += notes
     frame, geometry = clean_geometries(frame)
     if frame.empty:
-        raise InvalidUpload(Message("{name} has no feature with a geometry", name=ds.name))
+        raise InvalidUpload(f"{ds.name} has no feature with a geometry")
     if options.crs_epsg:
         crs = _user_crs(options.crs_epsg)
     else:
@@ -207,27 +204,24 @@ def preview_upload(
         crs = diagnose_crs(declared, tuple(frame.total_bounds), default_epsg=default_epsg,
                            city_bounds=city_bounds)
     if crs.epsg is None:
-        raise InvalidUpload(Message(
-            "The coordinates of {name} fit no known coordinate system; choose one (EPSG code)",
-            name=ds.name))
+        raise InvalidUpload(
+            f"The coordinates of {ds.name} fit no known coordinate system; choose one (EPSG code)"
+        )
     warnings += list(crs.warnings)
     frame = _to_wgs84(frame, crs.epsg)
-    attributes, fields = infer_fields(pd.DataFrame(frame.drop(columns=frame.geometry.name)),
-                                      declared=raw.declared_types)
+    attributes, fields = infer_fields(pd.DataFrame(frame.drop(columns=frame.geometry.name)))
     frame = gpd.GeoDataFrame(attributes, geometry=frame.geometry.values, crs=4326)
     outside = outside_count(frame, city_bounds)
     if geometry.repaired:
-        warnings.append(Message("{n} invalid geometries were repaired (make_valid)",
-                                n=geometry.repaired))
+        warnings.append(f"{geometry.repaired} invalid geometries were repaired (make_valid)")
     if geometry.dropped_empty:
-        warnings.append(Message("{n} features without a geometry were left out",
-                                n=geometry.dropped_empty))
+        warnings.append(f"{geometry.dropped_empty} features without a geometry were left out")
     if geometry.mixed:
-        warnings.append(
-            Message("The layer mixes points, lines and polygons: it can only be generic"))
+        warnings.append("The layer mixes points, lines and polygons: it can only be generic")
     if outside:
-        warnings.append(Message(
-            "{n} features lie far outside the city: check the coordinate system", n=outside))
+        warnings.append(
+            f"{outside} features lie far outside the city: check the coordinate system"
+        )
     return Preview(original_name, datasets, ds, crs, guess, encoding_source, encoding, frame,
                    fields, geometry, outside, warnings)
 
@@ -280,12 +274,14 @@ def _features(preview: Preview, spec: PublishSpec) -> tuple[
     unknown = sorted(set(spec.field_map) - {f.name for f in kind.fields})
     missing_sources = sorted(set(spec.field_map.values()) - set(frame.columns))
     if unknown or missing_sources:
-        raise InvalidUpload(Message("Field mapping refers to unknown fields: {names}",
-                                    names=unknown + missing_sources))
-    required = [f for f in kind.fields if f.required and f.name not in spec.field_map]
+        raise InvalidUpload(
+            "Field mapping refers to unknown fields: " + ", ".join(unknown + missing_sources)
+        )
+    required = [f.name for f in kind.fields if f.required and f.name not in spec.field_map]
     if required:
-        raise InvalidUpload(Message("A {kind} layer needs these fields mapped: {fields}",
-                                    kind=kind, fields=required))
+        raise InvalidUpload(
+            f"A {kind.en} layer needs these fields mapped: {', '.join(required)}"
+        )
     items = []
     targets = list(spec.field_map)
     sources = [spec.field_map[t] for t in targets]
@@ -305,15 +301,15 @@ def publish(store: Store, preview: Preview, spec: PublishSpec, *, actor: str = "
             ) -> Layer:
     """Store the previewed data as a new layer, or a new version of ``spec.slug``."""
     if preview.needs_confirmation and not spec.confirmed:
-        raise InvalidUpload(Message(
-            "The coordinate system was guessed or corrected (EPSG:{epsg}): confirm it before "
-            "publishing", epsg=preview.crs.epsg))
-    if spec.kind != "generic" and preview.geometry.mixed:
         raise InvalidUpload(
-            Message("Mixed geometry types can only be published as a generic layer"))
+            "The coordinate system was guessed or corrected "
+            f"(EPSG:{preview.crs.epsg}): confirm it before publishing"
+        )
+    if spec.kind != "generic" and preview.geometry.mixed:
+        raise InvalidUpload("Mixed geometry types can only be published as a generic layer")
     items, fields = _features(preview, spec)
     items = place_wards(store, spec.kind, items)  # ward names as codes; missing: located
-    note = spec.note or Message(IMPORT_NOTE, name=preview.upload_name)
+    note = spec.note or f"import of {preview.upload_name}"
     if spec.replace:
         store.replace_features(spec.slug, items, note=note, actor=actor)
         return store.get_layer(spec.slug)

@@ -19,7 +19,6 @@ from shapely.geometry.base import BaseGeometry
 
 from ..errors import InvalidFeature
 from ..kinds import FieldDef, get_kind
-from ..messages import Message, recognise
 from ..query import FeatureQuery
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -125,10 +124,6 @@ class LayerVersion:
     created_at: str
     current: bool
 
-    def __post_init__(self) -> None:
-        # Read back as text: the note becomes the Message it was written from, if any.
-        object.__setattr__(self, "note", recognise(self.note))
-
 
 @dataclass(frozen=True)
 class AuditEntry:
@@ -143,22 +138,6 @@ class AuditEntry:
     before: Any
     after: Any
     note: str
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "note", recognise(self.note))
-
-    def changes(self) -> list[tuple[str, Any, Any]]:
-        """(property, before, after) for each property of a feature this entry changed, in
-        the feature's order; empty for entries that are not about a feature's properties."""
-        before, after = _properties(self.before), _properties(self.after)
-        keys = dict.fromkeys([*before, *after])
-        return [(k, before.get(k), after.get(k)) for k in keys if before.get(k) != after.get(k)]
-
-
-def _properties(value: Any) -> dict[str, Any]:
-    """The properties of a feature as an audit entry keeps it (GeoJSON), else nothing."""
-    props = value.get("properties") if isinstance(value, dict) else None
-    return props if isinstance(props, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -233,9 +212,10 @@ def layer_fields(kind: str, fields: Iterable[FieldDef] | None) -> tuple[FieldDef
 
 def check_slug(slug: str) -> str:
     if not SLUG_RE.match(slug):
-        raise InvalidFeature(Message(
-            "A layer slug must be 1–63 lowercase letters, digits, '-' or '_', starting with a "
-            "letter or digit; got {slug!r}", slug=slug))
+        raise InvalidFeature(
+            "A layer slug must be 1–63 lowercase letters, digits, '-' or '_', "
+            f"starting with a letter or digit; got {slug!r}"
+        )
     return slug
 
 
@@ -249,26 +229,24 @@ def check_geometries(layer: Layer, geoms: list[BaseGeometry | None], first: int 
     array = np.asarray(geoms, dtype=object)
     family = GEOMETRY_FAMILIES.get(layer.geometry_type)
 
-    def fail(mask: np.ndarray, problem: Message) -> None:
+    def fail(mask: np.ndarray, message: str) -> None:
         if mask.any():
-            raise InvalidFeature(Message("Feature {n}: {problem}",
-                                         n=first + int(np.argmax(mask)), problem=problem))
+            raise InvalidFeature(f"Feature {first + int(np.argmax(mask))}: {message}")
 
     fail(shapely.is_missing(array) | shapely.is_empty(array),
-         Message("A feature needs a non-empty geometry"))
+         "A feature needs a non-empty geometry")
     if family:
         types = shapely.get_type_id(array)
         allowed = [TYPE_IDS[name] for name in family]
         bad = ~np.isin(types, allowed)
         if bad.any():
             kind = array[int(np.argmax(bad))].geom_type
-            fail(bad, Message("Layer {slug!r} holds {expected} features, not {kind}",
-                              slug=layer.slug, expected=layer.geometry_type, kind=kind))
+            fail(bad, f"Layer {layer.slug!r} holds {layer.geometry_type} features, not {kind}")
     bounds = shapely.bounds(array)
     fail((bounds[:, 0] < -180) | (bounds[:, 2] > 180) | (bounds[:, 1] < -90)
-         | (bounds[:, 3] > 90), Message("Coordinates must be longitude/latitude in EPSG:4326"))
+         | (bounds[:, 3] > 90), "Coordinates must be longitude/latitude in EPSG:4326")
     fail(~shapely.is_valid(array),
-         Message("The geometry is invalid (for example a self-intersecting ring)"))
+         "The geometry is invalid (for example a self-intersecting ring)")
     return array
 
 
@@ -277,7 +255,7 @@ def check_geometry(layer: Layer, geom: BaseGeometry | None) -> BaseGeometry:
     try:
         return check_geometries(layer, [geom])[0]
     except InvalidFeature as exc:
-        raise InvalidFeature(exc.message.params["problem"]) from None
+        raise InvalidFeature(exc.message.removeprefix("Feature 1: ")) from None
 
 
 class Store(ABC):

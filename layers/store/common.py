@@ -19,9 +19,9 @@ import orjson
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from ..errors import FeatureNotFound, InvalidFeature, LayerExists, LayerNotFound, VersionConflict
+from ..errors import InvalidFeature, VersionConflict
 from ..kinds import FieldDef, clean_properties, get_kind, property_cleaner
-from ..messages import RESTORED_NOTE, Message
+from ..messages import Message
 from ..text import TITLE_MAX, checked_text
 from .base import (
     ROLES,
@@ -111,24 +111,11 @@ def to_audit_entry(row: Row, load_json: Callable[[Any], Any]) -> AuditEntry:
 
 
 # -- input checks -----------------------------------------------------------------------------
-def layer_not_found(slug: str) -> LayerNotFound:
-    return LayerNotFound(Message("No layer named {slug!r}", slug=slug))
-
-
-def layer_exists(slug: str) -> LayerExists:
-    return LayerExists(Message("A layer named {slug!r} already exists", slug=slug))
-
-
-def feature_not_found(slug: str, feature_id: int) -> FeatureNotFound:
-    return FeatureNotFound(Message("Layer {slug!r} has no feature {id}", slug=slug,
-                                   id=feature_id))
-
-
 def _titled(title: str) -> str:
     """A title as stored: normalised, non-empty and no longer than ``TITLE_MAX``."""
     title = checked_text(title, "title", TITLE_MAX)
     if not title:
-        raise InvalidFeature(Message("A layer needs a title"))
+        raise InvalidFeature("A layer needs a title")
     return title
 
 
@@ -148,8 +135,7 @@ def changed_layer(before: Layer, title: str | None, public: bool | None,
         private = set(private_fields)
         unknown = sorted(private - {f.name for f in fields})
         if unknown:
-            raise InvalidFeature(Message("Layer {slug!r} has no field(s) {names}",
-                                         slug=before.slug, names=unknown))
+            raise InvalidFeature(f"Layer {before.slug!r} has no field(s) {', '.join(unknown)}")
         fields = tuple(replace(f, public=f.name not in private) for f in fields)
     new_title = _titled(before.title if title is None else title.strip())
     return replace(before, title=new_title, public=before.public if public is None else public,
@@ -175,7 +161,7 @@ def checked_inspection(inspected_on: str, finding: str) -> tuple[str, str]:
     and not before ``FIRST_INSPECTION``, the finding normalised and non-empty."""
     finding = checked_text(finding, "finding")
     if not finding:
-        raise InvalidFeature(Message("An inspection needs its finding"))
+        raise InvalidFeature("An inspection needs its finding")
     try:
         day = dt.date.fromisoformat(inspected_on)
     except ValueError:
@@ -198,12 +184,10 @@ def range_operator(op: str) -> str:
 def checked_restore(slug: str, data_version: int, current: int, known: bool) -> str:
     """Refuse restoring the current version or one never made; else the new version's note."""
     if data_version == current:
-        raise InvalidFeature(Message("Version {version} of {slug!r} is already the current one",
-                                     version=data_version, slug=slug))
+        raise InvalidFeature(f"Version {data_version} of {slug!r} is already the current one")
     if not known:
-        raise InvalidFeature(Message("Layer {slug!r} has no version {version}", slug=slug,
-                                     version=data_version))
-    return Message(RESTORED_NOTE, version=data_version)
+        raise InvalidFeature(f"Layer {slug!r} has no version {data_version}")
+    return f"restored from version {data_version}"
 
 
 # -- feature edits and batches ----------------------------------------------------------------
@@ -214,9 +198,8 @@ def check_version(current: Feature, expected_version: int) -> None:
     """
     if current.version != expected_version:
         raise VersionConflict(
-            Message("Feature {id} was changed by someone else (now version {current}, your "
-                    "edit was based on version {expected})", id=current.id,
-                    current=current.version, expected=expected_version),
+            f"Feature {current.id} was changed by someone else (now version"
+            f" {current.version}, your edit was based on version {expected_version})",
             current=current.to_geojson(),
         )
 
@@ -249,8 +232,7 @@ def _checked_batch(layer: Layer, batch: list[Item], first: int) -> Batch:
         try:
             props.append(clean(p) if layer.fields else p)
         except InvalidFeature as exc:
-            raise InvalidFeature(Message("Feature {n}: {problem}", n=n,
-                                         problem=exc.message)) from None
+            raise InvalidFeature(f"Feature {n}: {exc.message}") from None
     return Batch(geoms, props, first)
 
 

@@ -36,9 +36,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 from shapely.geometry.base import BaseGeometry
 
-from ..errors import InvalidFeature, UserExists
+from ..errors import FeatureNotFound, InvalidFeature, LayerExists, LayerNotFound, UserExists
 from ..kinds import FieldDef
-from ..messages import Message
 from ..query import FeatureQuery
 from .base import Feature, FeaturePage, Layer, LayerVersion, Store, User
 from .common import (
@@ -50,11 +49,8 @@ from .common import (
     checked_restore,
     checked_user,
     created_entry,
-    feature_not_found,
     insert_batches,
     json_text,
-    layer_exists,
-    layer_not_found,
     parsed_already,
     range_operator,
     replaced_entry,
@@ -128,8 +124,7 @@ def _no_nul(texts: list[str], first: int) -> None:
     """PostgreSQL text and JSONB cannot hold U+0000; name the feature instead of a DB error."""
     for n, text in enumerate(texts, start=first):
         if "\\u0000" in text:
-            raise InvalidFeature(Message("Feature {n}: {problem}", n=n, problem=Message(
-                "text cannot contain the NUL character (U+0000)")))
+            raise InvalidFeature(f"Feature {n}: text cannot contain the NUL character (U+0000)")
 
 
 def _property_order(fields: tuple[FieldDef, ...]) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -274,7 +269,7 @@ class PostGISStore(PostGISRecordsMixin, Store):
         row = conn.execute(f"SELECT * FROM layers WHERE slug = %s {LOCKS[lock]}",  # noqa: S608
                            (slug,)).fetchone()
         if row is None:
-            raise layer_not_found(slug)
+            raise LayerNotFound(f"No layer named {slug!r}")
         return row
 
     @staticmethod
@@ -306,7 +301,7 @@ class PostGISStore(PostGISRecordsMixin, Store):
                  json_text([f.to_dict() for f in field_defs]), now, now),
             ).fetchone()
             if row is None:
-                raise layer_exists(slug)
+                raise LayerExists(f"A layer named {slug!r} already exists")
             layer = self._to_layer(row)
             count = len(self._insert_many(conn, row, features, now))
             self._log_version(conn, row["id"], 1, note, now)
@@ -517,7 +512,7 @@ class PostGISStore(PostGISRecordsMixin, Store):
             (feature_id, layer_id),
         ).fetchone()
         if row is None:
-            raise feature_not_found(slug, feature_id)
+            raise FeatureNotFound(f"Layer {slug!r} has no feature {feature_id}")
         return row
 
     def _feature(self, conn: psycopg.Connection[Row], layer_row: Row, feature_id: int,

@@ -19,7 +19,7 @@ import orjson
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from ..errors import UserExists
+from ..errors import FeatureNotFound, LayerExists, LayerNotFound, UserExists
 from ..kinds import FieldDef
 from ..query import FeatureQuery
 from .base import Feature, FeaturePage, Layer, LayerVersion, Store, User
@@ -32,11 +32,8 @@ from .common import (
     checked_restore,
     checked_user,
     created_entry,
-    feature_not_found,
     insert_batches,
     json_text,
-    layer_exists,
-    layer_not_found,
     range_operator,
     replaced_entry,
     to_features,
@@ -151,7 +148,7 @@ class SQLiteStore(RecordsMixin, Store):
     def _layer_row(self, con: sqlite3.Connection, slug: str) -> sqlite3.Row:
         row = con.execute("SELECT * FROM layers WHERE slug = ?", (slug,)).fetchone()
         if row is None:
-            raise layer_not_found(slug)
+            raise LayerNotFound(f"No layer named {slug!r}")
         return row
 
     @staticmethod
@@ -176,7 +173,7 @@ class SQLiteStore(RecordsMixin, Store):
         now = utc_now()
         with self._tx() as con:
             if con.execute("SELECT 1 FROM layers WHERE slug = ?", (slug,)).fetchone():
-                raise layer_exists(slug)
+                raise LayerExists(f"A layer named {slug!r} already exists")
             con.execute(
                 "INSERT INTO layers (slug, title, kind, geometry_type, public, style, fields,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -403,7 +400,7 @@ class SQLiteStore(RecordsMixin, Store):
             "SELECT * FROM features WHERE id = ? AND layer_id = ?", (feature_id, layer_id)
         ).fetchone()
         if row is None:
-            raise feature_not_found(slug, feature_id)
+            raise FeatureNotFound(f"Layer {slug!r} has no feature {feature_id}")
         return row
 
     def get_feature(self, slug: str, feature_id: int) -> Feature:
