@@ -14,6 +14,7 @@ import pytest
 from shapely.geometry import Point
 
 from layers.query import FeatureQuery
+from tests.browser_support import log_in, open_popup_at, settle
 from tests.ingest_files import tm3, write_shapefile, zip_files
 from tests.support import csrf_token, login, map_config
 
@@ -102,6 +103,20 @@ def test_a_founding_year_is_a_year(inspector):
     assert fields and {f["type"] for f in fields} == {"year"}
     script = Path(__file__).resolve().parents[1] / "gis_service" / "static" / "js" / "gis_map.js"
     assert "field.type === 'year'" in script.read_text(encoding="utf-8")
+
+
+@pytest.mark.browser
+def test_a_founding_year_reads_as_written_in_the_popup(page, server):
+    feature = server.first("model-communities")
+    year = feature.properties["since_year"]
+    log_in(page, server)
+    settle(page)
+    open_popup_at(page, feature.geometry.y, feature.geometry.x)
+    rows = dict(page.evaluate(
+        """() => [...document.querySelectorAll('.leaflet-popup .gis-popup tr')]
+            .map((r) => [r.cells[0].textContent, r.cells[1].textContent])"""
+    ))
+    assert rows["Năm thành lập"] == str(year)  # not "2.019"
 
 
 def codes_shapefile(tmp_path: Path) -> bytes:
