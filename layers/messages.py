@@ -96,7 +96,7 @@ def kept(template: str) -> str:
 def recognise(text: str) -> str:
     """A stored text as the kept Message it was written from, or the text itself (a note
     somebody typed)."""
-    if isinstance(text, Message):
+    if isinstance(text, Message) or not isinstance(text, str):
         return text
     for template, pattern in _KEPT:
         if match := pattern.match(text):
