@@ -26,23 +26,38 @@ from . import (
     public_maps,
     security,
 )
+from .accounts import pages as account_pages
 from .config import DefaultConfig
 
+# A message naming the setting, not a secret.
+SECRET_KEY_MISSING = (
+    "GIS_SECRET_KEY must be set to serve requests outside development "  # noqa: S105
+    "(for example: export GIS_SECRET_KEY=$(python -c 'import secrets; "
+    "print(secrets.token_hex(32))'))"
+)
 
-def create_app(overrides: dict[str, Any] | None = None) -> Flask:
-    """Build an app: defaults, then ``GIS_*`` environment variables, then ``overrides``."""
+
+def needs_secret_key(app: Flask) -> bool:
+    """True when serving this app would sign sessions with a throw-away key outside
+    development: each worker would have its own, and logins would not survive a restart."""
+    return bool(app.config.get("SECRET_KEY_THROWAWAY")) and app.config["ENV_NAME"] != (
+        "development") and not app.testing
+
+
+def create_app(overrides: dict[str, Any] | None = None, *, serving: bool = True) -> Flask:
+    """Build an app: defaults, then ``GIS_*`` environment variables, then ``overrides``.
+
+    ``serving=False`` is for commands that never answer a request (``users``, ``sample``…):
+    they sign nothing, so they run without ``GIS_SECRET_KEY``.
+    """
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_object(DefaultConfig)
     app.config.from_prefixed_env("GIS")
     app.config.update(overrides or {})
     if not app.config.get("SECRET_KEY"):
-        if app.config["ENV_NAME"] != "development" and not app.testing:
-            raise RuntimeError(
-                "GIS_SECRET_KEY must be set outside development "
-                "(for example: export GIS_SECRET_KEY=$(python -c 'import secrets; "
-                "print(secrets.token_hex(32))'))"
-            )
-        app.config["SECRET_KEY"] = secrets.token_hex(32)
+        app.config.update(SECRET_KEY=secrets.token_hex(32), SECRET_KEY_THROWAWAY=True)
+        if serving and needs_secret_key(app):
+            raise RuntimeError(SECRET_KEY_MISSING)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     if app.config["PROXY_FIX_X_FOR"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["PROXY_FIX_X_FOR"]))
@@ -59,6 +74,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(manage.bp)
     app.register_blueprint(hotspots.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(account_pages.bp)
     app.register_blueprint(public.bp)
     app.register_blueprint(public_maps.bp)
     app.register_blueprint(manage.api_bp)

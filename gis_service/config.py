@@ -31,6 +31,10 @@ class DefaultConfig:
     SESSION_COOKIE_SECURE = False
     REMEMBER_COOKIE_HTTPONLY = True
     REMEMBER_COOKIE_SAMESITE = "Lax"
+    # A login ends after this many minutes without a request, and this many hours after it
+    # began, whatever happens; logout, a password change or disabling the account end it too.
+    SESSION_IDLE_MINUTES = 60
+    SESSION_MAX_HOURS = 12
     # Largest upload (bytes); Flask answers 413 past it.
     MAX_CONTENT_LENGTH = 200 * 1024 * 1024
     # Where uploads wait between preview and publish.

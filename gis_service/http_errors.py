@@ -26,6 +26,7 @@ STATUS: dict[type[errors.GisError], int] = {
     errors.InvalidUpload: 400,
     errors.LayerExists: 409,
     errors.UserExists: 409,
+    errors.UserNotFound: 404,
     errors.VersionConflict: 409,
 }
 

@@ -21,6 +21,12 @@ PUBLIC = {"static", "vendor.vendor", "auth.login", "inspector.index", "public.in
 WRITES: dict[str, tuple[str, ...]] = {
     "auth.login": ("anonymous", "admin", "planner", "inspector"),
     "auth.logout": ("admin", "planner", "inspector"),
+    "auth.change_password": ("admin", "planner", "inspector"),
+    "accounts.create": ("admin",),
+    "accounts.set_role": ("admin",),
+    "accounts.disable": ("admin",),
+    "accounts.enable": ("admin",),
+    "accounts.reset": ("admin",),
     "public.report": ("anonymous", "admin", "planner", "inspector"),
     "hotspots.edit": ("admin", "planner", "inspector"),
     "hotspots.inspect": ("admin", "planner", "inspector"),
@@ -36,11 +42,12 @@ WRITES: dict[str, tuple[str, ...]] = {
     "public_maps.edit": ("admin", "planner"),
 }
 READ_ROLES: dict[str, tuple[str, ...]] = {
-    "admin.": ("admin",), "manage.": ("admin", "planner"), "public_maps.": ("admin", "planner"),
+    "admin.": ("admin",), "accounts.": ("admin",), "manage.": ("admin", "planner"),
+    "public_maps.": ("admin", "planner"),
 }
 ARGS = {"slug": "hotspots", "feature_id": 1, "photo_id": 1, "version": 1,
         "token": "x" * 24, "map_slug": "default", "layer_slug": "hotspots", "code": "PA-X",
-        "filename": "leaflet/dist/leaflet.js"}
+        "filename": "leaflet/dist/leaflet.js", "username": "inspector"}
 
 
 def url(app: Flask, rule: Rule) -> str:

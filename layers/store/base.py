@@ -189,12 +189,26 @@ class PublicMap:
 
 @dataclass(frozen=True)
 class User:
-    """An account. The password is only ever held as a hash."""
+    """An account. The password is only ever held as a hash.
+
+    A disabled account keeps its name and history but cannot log in; an account whose
+    password an administrator reset must choose a new one at its next login.
+    """
 
     username: str
     password_hash: str
     role: str
     created_at: str = ""
+    disabled: bool = False
+    must_change_password: bool = False
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    """How long a login lasts: ``idle_seconds`` without a request, ``max_seconds`` in all."""
+
+    idle_seconds: int
+    max_seconds: int
 
 
 def layer_fields(kind: str, fields: Iterable[FieldDef] | None) -> tuple[FieldDef, ...]:
@@ -410,13 +424,42 @@ class Store(ABC):
 
     # Accounts
     @abstractmethod
-    def create_user(self, username: str, password_hash: str, role: str) -> User:
-        """Create an account; raises UserExists or InvalidFeature for a bad role."""
+    def create_user(self, username: str, password_hash: str, role: str, *,
+                    must_change_password: bool = False, actor: str = "system") -> User:
+        """Create an account; raises UserExists (names are unique whatever their case) or
+        InvalidFeature for a bad name or role."""
 
     @abstractmethod
     def get_user(self, username: str) -> User | None:
-        """The account with that name, or None."""
+        """The account with that name in any case (``ADMIN`` finds ``admin``), or None."""
 
     @abstractmethod
     def list_users(self) -> list[User]:
         """All accounts, by name."""
+
+    @abstractmethod
+    def update_user(self, username: str, *, role: str | None = None,
+                    disabled: bool | None = None, actor: str = "system") -> User:
+        """Change an account's role or disable/enable it; disabling ends its sessions.
+
+        Raises UserNotFound, or InvalidFeature when no enabled administrator would remain.
+        """
+
+    @abstractmethod
+    def set_password(self, username: str, password_hash: str, *, must_change: bool,
+                     actor: str = "system") -> None:
+        """Store a new password hash and end every session of the account."""
+
+    # Sessions: the browser holds a random token, the store only its digest.
+    @abstractmethod
+    def open_session(self, username: str, policy: SessionPolicy) -> str:
+        """Start a session for an account and return its token; expired ones are pruned."""
+
+    @abstractmethod
+    def session_user(self, token: str, policy: SessionPolicy) -> User | None:
+        """The enabled account a live session belongs to, marking it used; else None
+        (an unknown, ended, idle or too old session, which is then removed)."""
+
+    @abstractmethod
+    def close_session(self, token: str) -> None:
+        """End one session (logout); an unknown token is ignored."""

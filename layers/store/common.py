@@ -10,6 +10,10 @@ answers from either store.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import re
+import secrets
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple, Protocol
@@ -19,7 +23,7 @@ import orjson
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from ..errors import InvalidFeature, VersionConflict
+from ..errors import InvalidFeature, UserExists, UserNotFound, VersionConflict
 from ..kinds import FieldDef, clean_properties, get_kind, property_cleaner
 from ..messages import Message
 from ..text import TITLE_MAX, checked_text
@@ -28,6 +32,8 @@ from .base import (
     AuditEntry,
     Feature,
     Layer,
+    SessionPolicy,
+    User,
     check_geometries,
     check_geometry,
     check_slug,
@@ -142,14 +148,110 @@ def changed_layer(before: Layer, title: str | None, public: bool | None,
                    fields=fields)
 
 
-def checked_user(username: str, role: str) -> str:
-    """The username to store, trimmed; refuses an empty one or a role nobody can hold."""
-    username = username.strip()
-    if not username:
-        raise InvalidFeature("A username cannot be empty")
+# -- accounts and sessions ---------------------------------------------------------------
+USERNAME_MAX = 64
+# Letters and digits of any script, and . _ @ -: no spaces, controls or direction marks.
+USERNAME_RE = re.compile(r"[\w.@-]+")
+# A session's last use is written at most this often (seconds), not on every request.
+SESSION_REFRESH = 60
+
+
+def user_key(username: str) -> str:
+    """What makes two names one account: the NFC text without case (``ADMIN`` is ``admin``)."""
+    return unicodedata.normalize("NFC", username.strip()).casefold()
+
+
+def checked_role(role: str) -> str:
     if role not in ROLES:
-        raise InvalidFeature(f"Role must be one of {', '.join(ROLES)}; got {role!r}")
+        raise InvalidFeature(Message("Role must be one of {roles}; got {role}",
+                                     roles=list(ROLES), role=repr(role)))
+    return role
+
+
+def checked_user(username: str, role: str) -> str:
+    """The username to store, trimmed and NFC; refuses a bad name or a role nobody holds."""
+    username = unicodedata.normalize("NFC", username.strip())
+    if not username:
+        raise InvalidFeature(Message("A username cannot be empty"))
+    if len(username) > USERNAME_MAX:
+        raise InvalidFeature(Message("A username has at most {count} characters",
+                                     count=USERNAME_MAX))
+    if not USERNAME_RE.fullmatch(username):
+        raise InvalidFeature(Message("A username may only hold letters, digits and . _ @ -"))
+    if not any(c.isalnum() for c in username):  # "." or ".." would be a path, not a name
+        raise InvalidFeature(Message("A username needs at least one letter or digit"))
+    checked_role(role)
     return username
+
+
+def user_exists(username: str) -> UserExists:
+    return UserExists(Message("An account named {name} already exists", name=repr(username)))
+
+
+def user_not_found(username: str) -> UserNotFound:
+    return UserNotFound(Message("No account named {name}", name=repr(username)))
+
+
+def changed_user(before: User, role: str | None, disabled: bool | None,
+                 other_admins: int) -> tuple[User, list[tuple[str, Any, Any]]]:
+    """``update_user``'s new account and its audit entries (action, before, after).
+
+    ``other_admins`` counts the enabled administrators besides this account: the last one
+    can neither be disabled nor lose the role, or nobody could manage accounts any more.
+    """
+    after = replace(before, role=checked_role(role) if role is not None else before.role,
+                    disabled=before.disabled if disabled is None else disabled)
+    was_admin = before.role == "admin" and not before.disabled
+    if was_admin and not (after.role == "admin" and not after.disabled) and not other_admins:
+        raise InvalidFeature(Message("At least one enabled administrator must remain"))
+    entries: list[tuple[str, Any, Any]] = []
+    if after.role != before.role:
+        entries.append(("user.role", {"username": before.username, "role": before.role},
+                        {"username": before.username, "role": after.role}))
+    if after.disabled != before.disabled:
+        entries.append(("user.disable" if after.disabled else "user.enable", None,
+                        {"username": before.username}))
+    return after, entries
+
+
+def legacy_user_keys(usernames: Sequence[str]) -> list[tuple[str, str, bool]]:
+    """(username, key, disable) for accounts made before names were unique without case,
+    oldest first. A name differing from an older one only by case could no longer log in
+    (login ignores case), so it is disabled and keyed with a space, which no name has."""
+    seen: set[str] = set()
+    out = []
+    for name in usernames:
+        key = user_key(name)
+        duplicate = key in seen
+        seen.add(key)
+        out.append((name, f"{key} ~{name}" if duplicate else key, duplicate))
+    return out
+
+
+def new_session_token() -> tuple[str, str]:
+    """(token for the browser's cookie, digest to store): a stolen database opens nothing."""
+    token = secrets.token_urlsafe(32)
+    return token, session_digest(token)
+
+
+def session_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def session_cutoffs(policy: SessionPolicy, now: float) -> tuple[float, float]:
+    """(last use, start) before which a session has ended by the idle or absolute limit."""
+    return now - policy.idle_seconds, now - policy.max_seconds
+
+
+def session_alive(created: float, seen: float, policy: SessionPolicy, now: float) -> bool:
+    idle_before, started_before = session_cutoffs(policy, now)
+    return seen > idle_before and created > started_before
+
+
+def session_stale(seen: float, policy: SessionPolicy, now: float) -> bool:
+    """Whether to write the session's last use now: every ``SESSION_REFRESH`` seconds, or
+    more often under a short idle limit, so that a busy session never times out."""
+    return now - seen > min(SESSION_REFRESH, policy.idle_seconds / 4)
 
 
 # The earliest day an inspection may carry: older records are typing mistakes.

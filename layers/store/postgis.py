@@ -36,10 +36,10 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 from shapely.geometry.base import BaseGeometry
 
-from ..errors import FeatureNotFound, InvalidFeature, LayerExists, LayerNotFound, UserExists
+from ..errors import FeatureNotFound, InvalidFeature, LayerExists, LayerNotFound
 from ..kinds import FieldDef
 from ..query import FeatureQuery
-from .base import Feature, FeaturePage, Layer, LayerVersion, Store, User
+from .base import Feature, FeaturePage, Layer, LayerVersion, Store
 from .common import (
     Batch,
     added_entry,
@@ -47,7 +47,6 @@ from .common import (
     checked_edit,
     checked_layer,
     checked_restore,
-    checked_user,
     created_entry,
     insert_batches,
     json_text,
@@ -58,11 +57,13 @@ from .common import (
     to_layer,
     utc_now,
 )
+from .postgis_accounts import ACCOUNTS_SCHEMA, PostGISAccountsMixin, upgrade_accounts
 from .postgis_records import RECORDS_SCHEMA, PostGISRecordsMixin
 
 Row = dict[str, Any]
 
-SCHEMA_VERSION = 1
+# Numbered as SQLite's schema is, so one version names one set of features in both.
+SCHEMA_VERSION = 4
 # Serialises schema creation between processes starting at once (any constant will do).
 _MIGRATION_LOCK = 0x6715_0001
 SCHEMA = """
@@ -107,12 +108,6 @@ CREATE TABLE IF NOT EXISTS features (
 );
 CREATE INDEX IF NOT EXISTS features_layer ON features(layer_id, id);
 CREATE INDEX IF NOT EXISTS features_geom ON features USING GIST (geom);
-CREATE TABLE IF NOT EXISTS users (
-    username TEXT COLLATE "C" PRIMARY KEY,
-    password_hash TEXT NOT NULL,
-    role TEXT NOT NULL,
-    created_at TEXT COLLATE "C" NOT NULL
-);
 """
 FEATURE_COLUMNS = ("f.id, ST_AsBinary(f.geom) AS geom, f.props, f.version, f.created_at,"
                    " f.updated_at")
@@ -199,7 +194,7 @@ class _Pool:
             conn.close()
 
 
-class PostGISStore(PostGISRecordsMixin, Store):
+class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, Store):
     """Store backed by a PostgreSQL database with PostGIS; safe to share between threads.
 
     ``dsn`` is a libpq connection string or ``postgresql://`` URL.
@@ -245,7 +240,9 @@ class PostGISStore(PostGISRecordsMixin, Store):
                     f"{where} was written by a newer gis_service (schema {found}); upgrade it"
                 )
             if found < SCHEMA_VERSION:
-                conn.execute(SCHEMA + RECORDS_SCHEMA)  # idempotent statements
+                if 0 < found < 4:
+                    upgrade_accounts(conn)
+                conn.execute(SCHEMA + RECORDS_SCHEMA + ACCOUNTS_SCHEMA)  # idempotent statements
                 conn.execute("DELETE FROM gis_schema")
                 conn.execute("INSERT INTO gis_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
 
@@ -570,29 +567,3 @@ class PostGISStore(PostGISRecordsMixin, Store):
             row = conn.execute("SELECT count(*) AS n FROM features WHERE layer_id = %s",
                                (layer_id,)).fetchone()
         return int(row["n"])
-
-    # -- accounts -------------------------------------------------------------------------
-    def create_user(self, username: str, password_hash: str, role: str) -> User:
-        username = checked_user(username, role)
-        now = utc_now()
-        with self._tx() as conn:
-            added = conn.execute(
-                "INSERT INTO users (username, password_hash, role, created_at)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (username) DO NOTHING RETURNING username",
-                (username, password_hash, role, now),
-            ).fetchone()
-            if added is None:
-                raise UserExists(f"An account named {username!r} already exists")
-            self._audit(conn, "system", "user.create", after={"username": username,
-                                                               "role": role}, at=now)
-        return User(username, password_hash, role, now)
-
-    def get_user(self, username: str) -> User | None:
-        with self._con() as conn:
-            row = conn.execute("SELECT * FROM users WHERE username = %s", (username,)).fetchone()
-        return None if row is None else User(**row)
-
-    def list_users(self) -> list[User]:
-        with self._con() as conn:
-            rows = conn.execute("SELECT * FROM users ORDER BY username").fetchall()
-        return [User(**r) for r in rows]

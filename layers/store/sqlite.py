@@ -19,10 +19,10 @@ import orjson
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from ..errors import FeatureNotFound, LayerExists, LayerNotFound, UserExists
+from ..errors import FeatureNotFound, LayerExists, LayerNotFound
 from ..kinds import FieldDef
 from ..query import FeatureQuery
-from .base import Feature, FeaturePage, Layer, LayerVersion, Store, User
+from .base import Feature, FeaturePage, Layer, LayerVersion, Store
 from .common import (
     Batch,
     added_entry,
@@ -30,7 +30,6 @@ from .common import (
     checked_edit,
     checked_layer,
     checked_restore,
-    checked_user,
     created_entry,
     insert_batches,
     json_text,
@@ -40,9 +39,10 @@ from .common import (
     to_layer,
     utc_now,
 )
+from .sqlite_accounts import ACCOUNTS_SCHEMA, AccountsMixin, upgrade_accounts
 from .sqlite_records import RECORDS_SCHEMA, RecordsMixin
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
     id INTEGER PRIMARY KEY,
@@ -82,16 +82,10 @@ CREATE TABLE IF NOT EXISTS features (
 );
 CREATE INDEX IF NOT EXISTS features_layer ON features(layer_id, id);
 CREATE VIRTUAL TABLE IF NOT EXISTS features_rtree USING rtree(id, minx, maxx, miny, maxy);
-CREATE TABLE IF NOT EXISTS users (
-    username TEXT PRIMARY KEY,
-    password_hash TEXT NOT NULL,
-    role TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
 """
 
 
-class SQLiteStore(RecordsMixin, Store):
+class SQLiteStore(AccountsMixin, RecordsMixin, Store):
     """Store backed by one SQLite file; safe to share between threads."""
 
     def __init__(self, path: str | Path) -> None:
@@ -114,9 +108,12 @@ class SQLiteStore(RecordsMixin, Store):
                 f"{self.path} was written by a newer gis_service (schema {found}); upgrade it"
             )
         if found < SCHEMA_VERSION:
+            if 0 < found < 4:
+                upgrade_accounts(con)
             # executescript manages its own transaction; the statements are idempotent.
             con.executescript(
-                SCHEMA + RECORDS_SCHEMA + f"\nPRAGMA user_version = {SCHEMA_VERSION};"
+                SCHEMA + RECORDS_SCHEMA + ACCOUNTS_SCHEMA
+                + f"\nPRAGMA user_version = {SCHEMA_VERSION};"
             )
 
     # -- connection and transactions -------------------------------------------------
@@ -454,28 +451,3 @@ class SQLiteStore(RecordsMixin, Store):
         layer_id = self._layer_row(con, slug)["id"]
         row = con.execute("SELECT count(*) FROM features WHERE layer_id = ?", (layer_id,))
         return int(row.fetchone()[0])
-
-    # -- accounts -------------------------------------------------------------------------
-    def create_user(self, username: str, password_hash: str, role: str) -> User:
-        username = checked_user(username, role)
-        now = utc_now()
-        try:
-            with self._tx() as con:
-                con.execute(
-                    "INSERT INTO users (username, password_hash, role, created_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    (username, password_hash, role, now),
-                )
-                self._audit(con, "system", "user.create", after={"username": username,
-                                                                  "role": role}, at=now)
-        except sqlite3.IntegrityError:
-            raise UserExists(f"An account named {username!r} already exists") from None
-        return User(username, password_hash, role, now)
-
-    def get_user(self, username: str) -> User | None:
-        row = self._con().execute("SELECT * FROM users WHERE username = ?", (username,)).fetchone()
-        return None if row is None else User(**dict(row))
-
-    def list_users(self) -> list[User]:
-        rows = self._con().execute("SELECT * FROM users ORDER BY username")
-        return [User(**dict(r)) for r in rows]
