@@ -21,15 +21,9 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 Translate = Callable[[str], str]
-
-
-class Labelled(Protocol):
-    """Core data named in each language (a kind, a field, a vocabulary choice)."""
-
-    def label(self, lang: str) -> str: ...
 
 
 def _english(template: str) -> str:
@@ -39,8 +33,9 @@ def _english(template: str) -> str:
 class Message(str):
     """An English sentence that remembers its template (``id``) and ``params``.
 
-    A parameter may itself be a Message (translated along), something ``Labelled`` (shown
-    by its label in the language asked), or a list or tuple of these, joined by commas.
+    A parameter may itself be a Message (translated along), core data named in each
+    language (a kind, a field, a choice: anything with ``label(lang)``, shown by its label
+    in the language asked), or a list or tuple of these, joined by commas.
     """
 
     id: str
