@@ -36,6 +36,8 @@ def _summary(data: dict) -> str:
                      f"({enc['confidence']:.0%}): {enc['evidence']}")
     lines.append("Fields: " + ", ".join(f"{f['name']} ({f['type']})" for f in data["fields"]))
     lines += [f"Warning: {w}" for w in data["warnings"]]
+    if len(data["datasets"]) > 1:  # a zip's members, a GeoPackage's layers: --dataset NAME
+        lines += ["Datasets (--dataset NAME):", *(f"  {name}" for name in data["datasets"])]
     return "\n".join(lines)
 
 

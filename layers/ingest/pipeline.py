@@ -19,6 +19,7 @@ import pandas as pd
 import shapely
 
 from ..errors import InvalidUpload
+from ..messages import Message
 from ..kinds import FieldDef, get_kind
 from ..store import Layer, Store
 from ..text import nfc
@@ -26,7 +27,7 @@ from ..wards import place_wards
 from .archive import Dataset, UploadLimits, open_upload, read_member_bytes
 from .crs import CrsCandidate, CrsDiagnosis, diagnose_crs, transformer_to_wgs84
 from .encoding import EncodingGuess, decode, detect_encoding, encoding_from_cpg
-from .read import expand_layers, read_dataset
+from .read import choose_dataset, expand_layers, read_dataset
 from .validate import GeometryReport, clean_geometries, infer_fields, outside_count
 
 DEFAULT_CITY_BOUNDS = (106.755, 11.461, 106.933, 11.577)
@@ -78,16 +79,6 @@ def _plain(value: Any) -> Any:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
     return value.item() if isinstance(value, np.generic) else value
-
-
-def _choose(datasets: list[Dataset], wanted: str | None) -> Dataset:
-    if wanted is None:
-        return datasets[0]
-    for ds in datasets:
-        if ds.name == wanted:
-            return ds
-    names = ", ".join(ds.name for ds in datasets)
-    raise InvalidUpload(f"The upload has no dataset {wanted!r}; it has: {names}")
 
 
 def _decode_text(frame: gpd.GeoDataFrame, encoding: str) -> gpd.GeoDataFrame:
@@ -181,11 +172,12 @@ def preview_upload(
     city_bounds: tuple[float, float, float, float] = DEFAULT_CITY_BOUNDS,
 ) -> Preview:
     """Read an upload and report what it holds; stores nothing."""
-    datasets = expand_layers(open_upload(path, original_name, limits or UploadLimits()))
-    ds = _choose(datasets, options.dataset)
+    datasets, listing = expand_layers(open_upload(path, original_name, limits or UploadLimits()),
+                                      options.dataset)
+    ds = choose_dataset(datasets, options.dataset)
     raw = read_dataset(ds, csv_x=options.csv_x, csv_y=options.csv_y)
     frame = raw.frame
-    warnings: list[str] = []
+    warnings: list[str] = [*listing]
     encoding, guess, encoding_source = "utf-8", None, "format"
     if raw.raw_text:
         encoding, guess, encoding_source, notes = _settle_encoding(ds, frame, options.encoding)
@@ -216,6 +208,10 @@ def preview_upload(
         warnings.append(f"{geometry.repaired} invalid geometries were repaired (make_valid)")
     if geometry.dropped_empty:
         warnings.append(f"{geometry.dropped_empty} features without a geometry were left out")
+    if geometry.dropped_nonfinite:
+        warnings.append(Message(
+            "{n} features with coordinates that are not numbers (NaN or infinite) were left "
+            "out", n=geometry.dropped_nonfinite))
     if geometry.mixed:
         warnings.append("The layer mixes points, lines and polygons: it can only be generic")
     if outside:

@@ -8,13 +8,19 @@ UTF-8 by definition and are read as such.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import posixpath
 import re
+import sqlite3
 import struct
 import warnings
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
+from urllib.parse import quote
 
 import geopandas as gpd
 import pandas as pd
@@ -23,12 +29,22 @@ from pyogrio.errors import DataLayerError, DataSourceError
 
 from ..errors import InvalidUpload
 from ..messages import Message
+from ..text import nfc
 from .archive import Dataset, member_size, read_member_bytes
+from .encoding import ENCODINGS, decode, detect_encoding
+from .validate import field_name
 
-LON_NAMES = ("lon", "lng", "long", "longitude", "kinh_do", "kinhdo", "x", "easting", "toa_do_x")
-LAT_NAMES = ("lat", "latitude", "vi_do", "vido", "y", "northing", "toa_do_y")
+# Coordinate headers as field_name() spells them: "Kinh độ", "KINH ĐỘ", "kinh do" → kinh_do,
+# "Tọa độ X" and "Toạ độ X" → toa_do_x.
+LON_NAMES = ("lon", "lng", "long", "longitude", "kinh_do", "kinhdo", "x", "easting",
+             "toa_do_x", "toado_x")
+LAT_NAMES = ("lat", "latitude", "vi_do", "vido", "y", "northing", "toa_do_y", "toado_y")
 MAX_CSV_BYTES = 200 * 1024 * 1024
 MAX_SHX_BYTES = 100 + 8 * 10_000_000  # the index of ten million shapes
+KML_ROOT = re.compile(rb"<(?:\w+:)?kml[\s>/]")
+MAX_LISTED = 200  # GeoPackage layers listed for the planner to choose from
+FOLDER = "folder"  # the column holding a KML Placemark's Folder path
+T = TypeVar("T")
 
 
 @dataclass
@@ -56,8 +72,11 @@ def dataset_bytes(ds: Dataset, limit: int) -> bytes:
 
 
 def refuse_xml_entities(data: bytes, name: str) -> None:
-    """KML with a DOCTYPE can define external entities (XXE): such files are refused."""
-    head = data[:65536].lower()
+    """KML with a DOCTYPE can define external entities (XXE): such files are refused. A
+    DOCTYPE can only stand before the root element, however long that prolog is; after it,
+    "<!DOCTYPE html>" is text of an HTML description."""
+    root = KML_ROOT.search(data)
+    head = data[:root.start() if root else 65536].lower()
     if b"<!doctype" in head or b"<!entity" in head:
         raise InvalidUpload(Message(
             "{name} declares a DOCTYPE or XML entities, which KML does not need and which can "
@@ -98,42 +117,159 @@ def check_shapefile(ds: Dataset, features_read: int) -> None:
             "{read} could be read", shapes=count, records=records, read=features_read))
 
 
-def read_vector(ds: Dataset) -> RawData:
-    """Shapefile, GeoPackage, GeoJSON or KML through GDAL (pyogrio).
-
-    GDAL's errors refuse the file; its warnings are kept for the preview to show.
-    """
-    shapefile = ds.format == "shapefile"
+def _gdal(ds: Dataset, read: Callable[[], T]) -> tuple[T, list[Message]]:
+    """Run a pyogrio read: GDAL's errors refuse the file, its warnings are kept for the
+    preview to show."""
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
-            info = pyogrio.read_info(ds.path, layer=ds.layer) if ds.layer else (
-                pyogrio.read_info(ds.path))
-            kwargs = {"encoding": "latin1"} if shapefile else {}
-            frame = pyogrio.read_dataframe(ds.path, layer=ds.layer, **kwargs)
+            result = read()
     except (DataSourceError, DataLayerError, OSError, ValueError, RuntimeError) as exc:
         message = str(exc).replace(ds.path, ds.name)
         raise InvalidUpload(Message(
             "{name} could not be read as {format} (damaged or incomplete?): {error}",
             name=ds.name, format=ds.format, error=message)) from None
+    return result, [Message("GDAL warned while reading {name}: {warning}", name=ds.name,
+                            warning=str(w.message).replace(ds.path, ds.name))
+                    for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
+def read_vector(ds: Dataset) -> RawData:
+    """Shapefile, GeoPackage or GeoJSON through GDAL (pyogrio)."""
+    shapefile = ds.format == "shapefile"
+    kwargs = {"encoding": "latin1"} if shapefile else {}
+    frame, notes = _gdal(ds, lambda: pyogrio.read_dataframe(ds.path, layer=ds.layer, **kwargs))
     if shapefile:
         check_shapefile(ds, len(frame))
-    notes = [Message("GDAL warned while reading {name}: {warning}", name=ds.name,
-                     warning=str(w.message).replace(ds.path, ds.name))
-             for w in caught if issubclass(w.category, RuntimeWarning)]
-    # KML's ExtendedData is untyped text whatever it holds; the other formats type columns.
-    return RawData(frame, None if shapefile else info.get("crs"), shapefile, notes,
-                   declared_types=ds.format != "kml")
+    # The CRS as GDAL declared it ("EPSG:9212" or its WKT): pyproj keeps the text it was
+    # given, so the file is opened once, which counts for a GeoPackage of many layers.
+    declared = None if shapefile or frame.crs is None else frame.crs.srs
+    return RawData(frame, declared, shapefile, notes, declared_types=True)
 
 
-def _pick(columns: list[str], names: tuple[str, ...], chosen: str | None) -> str | None:
+@dataclass
+class _Container:
+    folder: bool  # a Folder, not a Document
+    parents: tuple[str, ...]  # the names of the Folders it is in
+    name: str = ""
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return self.parents + ((self.name,) if self.folder and self.name else ())
+
+
+def kml_containers(data: bytes) -> list[_Container]:
+    """Every Document and Folder of a KML in document order, which is the order in which
+    GDAL's LIBKML driver makes them layers, with the Folders each is in."""
+    out: list[_Container] = []
+    open_: list[tuple[int, _Container]] = []  # the open containers and their depth
+    depth = 0
+    try:
+        # Safe: refuse_xml_entities refused a DOCTYPE, so nothing can define an entity.
+        for event, elem in ET.iterparse(  # noqa: S314
+                io.BytesIO(data), events=("start", "end")):
+            tag = elem.tag.rpartition("}")[2]
+            if event == "start":
+                depth += 1
+                if tag in ("Document", "Folder"):
+                    parents = open_[-1][1].path if open_ else ()
+                    out.append(_Container(tag == "Folder", parents))
+                    open_.append((depth, out[-1]))
+                continue
+            if tag == "name" and open_ and open_[-1][0] == depth - 1:
+                open_[-1][1].name = (elem.text or "").strip()
+            elif tag in ("Document", "Folder", "Placemark"):
+                if tag != "Placemark":
+                    open_.pop()
+                elem.clear()  # keep memory flat on large files
+            depth -= 1
+    except ET.ParseError:
+        return []  # GDAL reads what it can; folders are then named after their layers
+    return out
+
+
+def _folder_paths(layers: list[str], containers: list[_Container]) -> list[str | None]:
+    """The folder path ("Phường Tân Xuân / Năm 2024 / Quý 1") of each LIBKML layer, matched
+    to the containers in order; LIBKML names a repeated name's layer "Quý 1 (#2)", and a
+    Document without Placemarks of its own gets no layer. Unmatched: the layer's name."""
+    paths: list[str | None] = []
+    at = 0
+    for layer in layers:
+        found = next((i for i in range(at, len(containers)) if re.fullmatch(
+            re.escape(containers[i].name) + r"(?: \(#\d+\))?", layer)), None)
+        if found is None:
+            paths.append(layer)
+            continue
+        at = found + 1
+        paths.append(" / ".join(containers[found].path) or None)
+    return paths
+
+
+# What LIBKML puts in its own columns for a plain Placemark.
+KML_DEFAULTS = {"id": None, "Name": None, "description": None, "timestamp": None,
+                "begin": None, "end": None, "altitudeMode": None, "tessellate": -1,
+                "extrude": 0, "visibility": -1, "drawOrder": None, "icon": None}
+
+
+def read_kml(ds: Dataset, data: bytes) -> RawData:
+    """A KML (or a KMZ's): every Placemark of every Folder, LIBKML's layers put together,
+    with the Folder path as a ``folder`` column; LIBKML's own columns are kept only when a
+    Placemark sets them. KML text is UTF-8, its ExtendedData untyped text."""
+    layers, notes = _gdal(ds, lambda: [str(n) for n in pyogrio.list_layers(ds.path)[:, 0]])
+    paths = _folder_paths(layers, kml_containers(data))
+    frames = []
+    for layer, path in zip(layers, paths, strict=True):
+        frame, more = _gdal(ds, lambda layer=layer: pyogrio.read_dataframe(ds.path, layer=layer))
+        notes += more
+        if not frame.empty:
+            frames.append(frame.assign(**{FOLDER: path}))
+    if not frames:
+        return RawData(gpd.GeoDataFrame(geometry=[], crs=4326), "EPSG:4326", False, notes)
+    frame = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs)
+    unset = [c for c, default in KML_DEFAULTS.items() if c in frame.columns and all(
+        pd.isna(v) or v == default for v in frame[c])]
+    if frame[FOLDER].isna().all():
+        unset.append(FOLDER)
+    columns = [c for c in frame.columns if c not in unset and c != frame.geometry.name]
+    frame = frame[[*columns, frame.geometry.name]]
+    return RawData(frame, "EPSG:4326", False, notes, declared_types=False)
+
+
+def _header_names(columns: list[str], table: pd.DataFrame) -> list[list[str]]:
+    """The CSV's headers (read as Latin-1) as each encoding would spell them, the one the
+    detector finds in the headers and first rows first; encodings the bytes cannot be
+    decoded with are left out."""
+    samples = [c.encode("latin-1") for c in columns] + [
+        v.encode("latin-1") for v in table.head(200).to_numpy().ravel().tolist() if v]
+    first = detect_encoding(samples).encoding
+    readings = []
+    for encoding in (first, *(e for e in ENCODINGS if e != first)):
+        try:
+            readings.append([decode(c.encode("latin-1"), encoding) for c in columns])
+        except InvalidUpload:
+            continue
+    return readings
+
+
+def _pick(columns: list[str], readings: list[list[str]], names: tuple[str, ...],
+          chosen: str | None) -> str | None:
+    """The column named like a coordinate (any case, with or without diacritics), or the
+    one the planner chose, by its name as the file spells it."""
     if chosen:
-        if chosen not in columns:
-            raise InvalidUpload(Message("The CSV has no column {column!r}; it has {columns}",
-                                        column=chosen, columns=columns))
-        return chosen
-    lowered = {c.strip().lower(): c for c in columns}
-    return next((lowered[n] for n in names if n in lowered), None)
+        wanted = field_name(nfc(chosen), set())
+        for reading in readings:
+            for column, shown in zip(columns, reading, strict=True):
+                if chosen in (column, shown) or field_name(shown, set()) == wanted:
+                    return column
+        raise InvalidUpload(Message("The CSV has no column {column!r}; it has {columns}",
+                                    column=chosen, columns=readings[0] if readings else columns))
+    for reading in readings:
+        keys = {field_name(shown, set()): column for column, shown in zip(columns, reading,
+                                                                           strict=True)}
+        found = next((keys[n] for n in names if n in keys), None)
+        if found:
+            return found
+    return None
 
 
 def _number(text: str) -> float | None:
@@ -149,6 +285,7 @@ def _number(text: str) -> float | None:
 
 def read_csv(data: bytes, name: str, x: str | None = None, y: str | None = None) -> RawData:
     """A CSV with coordinate columns (lon/lat or projected x/y) as points, text left raw."""
+    data = data.removeprefix(b"\xef\xbb\xbf")  # Excel's "CSV UTF-8" starts with a BOM
     try:
         table = pd.read_csv(io.BytesIO(data), dtype=str, encoding="latin1", sep=None,
                             engine="python", keep_default_na=False)
@@ -156,12 +293,14 @@ def read_csv(data: bytes, name: str, x: str | None = None, y: str | None = None)
         raise InvalidUpload(Message("{name} is not a readable CSV table: {error}", name=name,
                                     error=str(exc))) from None
     columns = [str(c) for c in table.columns]
-    x_col = _pick(columns, LON_NAMES, x)
-    y_col = _pick(columns, LAT_NAMES, y)
+    readings = _header_names(columns, table)
+    x_col = _pick(columns, readings, LON_NAMES, x)
+    y_col = _pick(columns, readings, LAT_NAMES, y)
     if not x_col or not y_col:
         raise InvalidUpload(Message(
-            "{name} has no coordinate columns: name them lon/lat (or x/y for projected "
-            "coordinates); its columns are {columns}", name=name, columns=columns))
+            "{name} has no coordinate columns: name them lon/lat, Kinh độ/Vĩ độ (or x/y, "
+            "Tọa độ X/Tọa độ Y for projected coordinates); its columns are {columns}",
+            name=name, columns=readings[0] if readings else columns))
     xs, ys = table[x_col].map(_number), table[y_col].map(_number)
     bad = [i + 2 for i in range(len(table)) if pd.isna(xs.iloc[i]) or pd.isna(ys.iloc[i])]
     if bad:
@@ -176,36 +315,84 @@ def read_csv(data: bytes, name: str, x: str | None = None, y: str | None = None)
     return RawData(frame, None, True)
 
 
-def expand_layers(datasets: list[Dataset]) -> list[Dataset]:
-    """One dataset per layer of a GeoPackage, so the planner can choose the layer."""
+def _gpkg_layers(ds: Dataset, wanted: str | None) -> tuple[list[str], int, bool]:
+    """The first MAX_LISTED feature tables of a GeoPackage, how many there are, and whether
+    ``wanted`` is one of them: one query on gpkg_contents, where GDAL opens every table.
+    A GeoPackage inside a zip, or an SQLite file that is no GeoPackage, is asked of GDAL."""
+    if not ds.path.startswith("/vsizip/"):
+        try:
+            with contextlib.closing(sqlite3.connect(
+                    f"file:{quote(ds.path)}?mode=ro&immutable=1", uri=True)) as db:
+                query = "FROM gpkg_contents WHERE data_type = 'features'"
+                names = [str(r[0]) for r in db.execute(
+                    f"SELECT table_name {query} ORDER BY rowid LIMIT ?", (MAX_LISTED,))]
+                count = db.execute(f"SELECT count(*) {query}").fetchone()[0]
+                found = wanted is not None and db.execute(
+                    f"SELECT 1 {query} AND table_name = ?", (wanted,)).fetchone() is not None
+            return names, count, found
+        except sqlite3.Error:
+            pass
+    try:
+        every = [str(row[0]) for row in pyogrio.list_layers(ds.path)]
+    except (DataSourceError, OSError, ValueError, RuntimeError) as exc:
+        raise InvalidUpload(Message("{name} is not a readable GeoPackage: {error}",
+                                    name=ds.name, error=str(exc))) from None
+    return every[:MAX_LISTED], len(every), wanted in every
+
+
+def expand_layers(datasets: list[Dataset], wanted: str | None = None
+                  ) -> tuple[list[Dataset], list[Message]]:
+    """One dataset per layer of a GeoPackage, so the planner can choose the layer: at most
+    MAX_LISTED of them (a note says how many more), plus the ``wanted`` one wherever it is."""
     out: list[Dataset] = []
+    notes: list[Message] = []
     for ds in datasets:
         if ds.format != "gpkg":
             out.append(ds)
             continue
-        try:
-            names = [str(row[0]) for row in pyogrio.list_layers(ds.path)]
-        except (DataSourceError, OSError, ValueError, RuntimeError) as exc:
-            raise InvalidUpload(Message("{name} is not a readable GeoPackage: {error}",
-                                        name=ds.name, error=str(exc))) from None
+        layer = nfc(wanted.strip()).removeprefix(f"{ds.name} › ") if wanted else None
+        names, count, found = _gpkg_layers(ds, layer)
         if not names:
             raise InvalidUpload(Message("{name} contains no layer", name=ds.name))
-        out += [replace(ds, name=f"{ds.name} › {n}" if len(names) > 1 else ds.name, layer=n)
+        if found and layer not in names:
+            names.append(layer)
+        if count > len(names):
+            notes.append(Message(
+                "{name} has {count} layers; only the first {shown} are listed: type the name "
+                "of another layer to read it", name=ds.name, count=count, shown=MAX_LISTED))
+        out += [replace(ds, name=f"{ds.name} › {n}" if count > 1 else ds.name, layer=n)
                 for n in names]
-    return out
+    return out, notes
+
+
+def choose_dataset(datasets: list[Dataset], wanted: str | None) -> Dataset:
+    """The dataset the planner named, by its full name or, for a layer, the layer's name."""
+    if wanted is None:
+        return datasets[0]
+    wanted = nfc(wanted.strip())
+    for ds in datasets:
+        if wanted in (ds.name, ds.layer):
+            return ds
+    names = [ds.name for ds in datasets[:20]] + (["…"] if len(datasets) > 20 else [])
+    raise InvalidUpload(Message("The upload has no dataset {wanted!r}; it has: {names}",
+                                wanted=wanted, names=", ".join(names)))
 
 
 def read_dataset(ds: Dataset, *, csv_x: str | None = None,
                  csv_y: str | None = None) -> RawData:
     """Read ``ds`` safely; an unreadable or empty dataset is an InvalidUpload."""
     if ds.format == "kml":
-        refuse_xml_entities(dataset_bytes(ds, MAX_CSV_BYTES), ds.name)
-    if ds.format == "csv":
+        data = dataset_bytes(ds, MAX_CSV_BYTES)
+        refuse_xml_entities(data, ds.name)
+        raw = read_kml(ds, data)
+    elif ds.format == "csv":
         raw = read_csv(dataset_bytes(ds, MAX_CSV_BYTES), ds.name, csv_x, csv_y)
     else:
         raw = read_vector(ds)
     if raw.frame.empty:
         raise InvalidUpload(Message("{name} contains no features", name=ds.name))
-    raw.frame.columns = [re.sub(r"\s+", " ", str(c)).strip() if c != raw.frame.geometry.name
-                         else c for c in raw.frame.columns]
+    # Raw text is bytes as Latin-1: its "\xa0" may be half of a UTF-8 "à", not a space.
+    space = r"[ \t\r\n\f\v]+" if raw.raw_text else r"\s+"
+    raw.frame.columns = [re.sub(space, " ", str(c)).strip(" ")
+                         if c != raw.frame.geometry.name else c for c in raw.frame.columns]
     return raw

@@ -37,17 +37,23 @@ class GeometryReport:
 
     repaired: int = 0
     dropped_empty: int = 0
+    dropped_nonfinite: int = 0  # coordinates NaN or infinite: GEOS cannot even test them
     geometry_type: str = "Geometry"
     mixed: bool = False
 
 
 def clean_geometries(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, GeometryReport]:
-    """Drop null/empty geometries, repair invalid ones and settle one geometry family."""
+    """Drop null/empty geometries and those with NaN or infinite coordinates, repair invalid
+    ones and settle one geometry family."""
     report = GeometryReport()
     geoms = frame.geometry.values
     empty = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     report.dropped_empty = int(empty.sum())
-    frame = frame.loc[~empty].copy()
+    coords, owner = shapely.get_coordinates(geoms, return_index=True)
+    nonfinite = np.zeros(len(geoms), dtype=bool)
+    nonfinite[owner[~np.isfinite(coords).all(axis=1)]] = True
+    report.dropped_nonfinite = int((nonfinite & ~empty).sum())
+    frame = frame.loc[~(empty | nonfinite)].copy()
     geoms = frame.geometry.values
     invalid = ~shapely.is_valid(geoms)
     report.repaired = int(invalid.sum())
@@ -116,8 +122,8 @@ def parse_date(value: str) -> str | None:
 
 
 def _native(value: object) -> object:
-    """Plain Python value, None for every kind of missing."""
-    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+    """Plain Python value, None for every kind of missing (None, NaN, NA, NaT)."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return None
     return value.item() if isinstance(value, np.generic) else value
 
