@@ -11,6 +11,9 @@ from layers.errors import InvalidUpload
 from layers.ingest.archive import UploadLimits
 from layers.ingest.encoding import ENCODINGS
 from layers.ingest.pipeline import Preview, ReadOptions, preview_upload
+from layers.wards import Wards
+
+from .store_access import get_store
 
 
 def limits() -> UploadLimits:
@@ -44,7 +47,8 @@ def run_preview(path: Path, name: str, options: ReadOptions) -> Preview:
     config = current_app.config
     return preview_upload(path, name, options, limits=limits(),
                           default_epsg=config["DEFAULT_EPSG"],
-                          city_bounds=tuple(config["CITY_BOUNDS"]))
+                          city_bounds=tuple(config["CITY_BOUNDS"]),
+                          wards=Wards.of(get_store()).shapes)
 
 
 

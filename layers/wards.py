@@ -95,6 +95,11 @@ class Wards:
     def __bool__(self) -> bool:
         return bool(self.codes)
 
+    @property
+    def shapes(self) -> list[BaseGeometry]:
+        """Every ward's geometry (lon/lat), e.g. to check an import's datum against."""
+        return list(self._tree.geometries)
+
     def code(self, value: object) -> str | None:
         """The code of the ward ``value`` names (its code, or its name however written);
         None when it names none, or more than one."""

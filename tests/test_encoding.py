@@ -13,6 +13,7 @@ from layers.errors import InvalidUpload
 from layers.ingest.encoding import (
     ENCODINGS,
     LABELS,
+    MIXED,
     EncodingGuess,
     decode,
     detect_encoding,
@@ -61,7 +62,8 @@ def expected(text: str, encoding: str) -> str:
 
 def test_api_names():
     assert ENCODINGS == ("utf-8", "cp1258", "tcvn3", "vni")
-    assert set(LABELS) == set(ENCODINGS)
+    assert set(LABELS) == set(ENCODINGS) | set(MIXED)
+    assert LABELS["utf-8+cp1258"] == "UTF-8 + Windows-1258"
     assert LABELS["tcvn3"] == "TCVN3 (ABC)"
     assert len(set(LETTERS)) == 146  # 134 non-ASCII letters + a e i o u y and capitals
 

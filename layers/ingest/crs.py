@@ -16,9 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
+import shapely
 from pyproj import CRS, Geod, Transformer
 from pyproj.exceptions import CRSError, ProjError
 from pyproj.transformer import TransformerGroup
+from shapely.geometry.base import BaseGeometry
 
 from ..messages import Message
 
@@ -259,6 +262,116 @@ def _from_declared(crs: CRS, text: str, bounds: Bounds, default_epsg: int) -> Cr
     cand = CrsCandidate(code, CRS.from_epsg(code).name, conf,
                         Message("Declared as EPSG:{epsg}.", epsg=code))
     return CrsDiagnosis(code, "declared", conf, (cand,), (), conf < 0.9)
+
+
+# The datum check: at most this many features, and vertices of them, are looked at.
+_FIT_FEATURES = 1000
+_FIT_POINTS = 4000
+_ALIGNED_M = 20.0  # a vertex this close to a ward boundary sits on it
+_DEG_M = 111_320.0  # metres in a degree of latitude (and of longitude at the equator)
+
+
+def vn2000_counterpart(epsg: int, default_epsg: int = 9212) -> int | None:
+    """The VN-2000 code with the projection of a projected WGS 84 code (32648 -> 3405,
+    32649 -> 3406, a WGS 84 TM-3 -> its 9205-9218 zone), None for any other code."""
+    crs = CRS.from_epsg(epsg)
+    if not crs.is_projected or _datum_family(crs) != "wgs84":
+        return None
+    return _match_vn_projection(crs, default_epsg)
+
+
+class _Reference:
+    """The ward shapes in local metres (lon scaled by the cosine of their latitude), indexed
+    once for both readings."""
+
+    def __init__(self, areas: list[BaseGeometry]) -> None:
+        bounds = shapely.total_bounds(areas)
+        lat = (bounds[1] + bounds[3]) / 2
+        self.scale = np.array([_DEG_M * math.cos(math.radians(lat)), _DEG_M])
+        shapes = [shapely.transform(a, lambda c: c * self.scale) for a in areas]
+        self.areas = shapely.STRtree(shapes)
+        self.lines = shapely.STRtree(shapely.boundary(np.asarray(shapes, dtype=object)))
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """How one reading of the sampled vertices sits on the wards (per vertex)."""
+
+    inside: np.ndarray  # in a ward (or the city's box)
+    aligned: np.ndarray  # within _ALIGNED_M of a ward boundary
+
+
+def _fit(epsg: int, coords: np.ndarray, ref: _Reference) -> _Fit:
+    lon, lat = transformer_to_wgs84(epsg).transform(coords[:, 0], coords[:, 1])
+    points = shapely.points(np.column_stack([lon, lat]) * ref.scale)
+    inside = np.zeros(len(coords), dtype=bool)
+    inside[ref.areas.query(points, predicate="intersects")[0]] = True
+    aligned = np.zeros(len(coords), dtype=bool)
+    aligned[ref.lines.query(points, predicate="dwithin", distance=_ALIGNED_M)[0]] = True
+    return _Fit(inside, aligned)
+
+
+def _better(gained: int, lost: int, n: int) -> bool:
+    """A reading is consistently better: it gains many vertices and loses next to none."""
+    return gained >= max(5, 0.01 * n) and lost * 10 <= gained
+
+
+def check_datum(
+    diagnosis: CrsDiagnosis,
+    geoms: np.ndarray,
+    wards: list[BaseGeometry],
+    city_bounds: Bounds | None,
+    default_epsg: int = 9212,
+) -> CrsDiagnosis:
+    """Catch VN-2000 coordinates behind a WGS 84 projected `.prj` (e.g. 32648 for 3405).
+
+    No file-level check can see that lie; the wards can. The same projected coordinates are
+    read in the declared WGS 84 CRS and in its VN-2000 counterpart (about 225 m apart), and
+    if the VN-2000 reading puts clearly more vertices on ward boundaries or inside the wards
+    (city box without wards) while losing next to none, it is offered, to be confirmed.
+    At most a thousand features and four thousand vertices are looked at.
+    """
+    if diagnosis.epsg is None or diagnosis.source == "user":
+        return diagnosis
+    vn = vn2000_counterpart(diagnosis.epsg, default_epsg)
+    areas = list(wards) or ([shapely.box(*city_bounds)] if city_bounds else [])
+    if vn is None or not areas or not len(geoms):
+        return diagnosis
+    picked = geoms[:: -(-len(geoms) // _FIT_FEATURES)]
+    coords = shapely.get_coordinates(picked)
+    coords = coords[np.isfinite(coords).all(axis=1)]
+    coords = coords[:: max(1, -(-len(coords) // _FIT_POINTS))]
+    if not len(coords):
+        return diagnosis
+    ref = _Reference(areas)
+    try:
+        wgs, vn_fit = _fit(diagnosis.epsg, coords, ref), _fit(vn, coords, ref)
+    except ProjError:
+        return diagnosis
+    n = len(coords)
+
+    def gain(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
+        return int((b & ~a).sum()), int((a & ~b).sum())
+
+    on_boundary = bool(wards) and _better(*gain(wgs.aligned, vn_fit.aligned), n)
+    if not (on_boundary or _better(*gain(wgs.inside, vn_fit.inside), n)):
+        return diagnosis
+    shift = shift_metres(f"EPSG:{diagnosis.epsg}", vn, *coords[len(coords) // 2])
+    name = CRS.from_epsg(vn).name
+    warning = Message(
+        "Read as EPSG:{declared} (WGS 84), {wgs_in} of {n} sampled vertices lie in the wards "
+        "and {wgs_on} on a ward boundary; read as EPSG:{epsg} ({crs}), the same coordinates "
+        "put {vn_in} in the wards and {vn_on} on a boundary, {shift:.0f} m away. The "
+        "coordinates are most likely VN-2000 behind a WGS 84 declaration, so EPSG:{epsg} is "
+        "proposed: check the map and confirm, or read the file as EPSG:{declared}.",
+        declared=diagnosis.epsg, n=n, wgs_in=int(wgs.inside.sum()),
+        wgs_on=int(wgs.aligned.sum()), epsg=vn, crs=name, vn_in=int(vn_fit.inside.sum()),
+        vn_on=int(vn_fit.aligned.sum()), shift=shift)
+    reason = Message("The VN-2000 reading fits the wards better than the declared WGS 84 one.")
+    cand = CrsCandidate(vn, name, 0.8, reason)
+    source = "guessed" if diagnosis.source == "guessed" else "declared-corrected"
+    return CrsDiagnosis(vn, source, 0.8, (cand, *diagnosis.candidates),
+                        (*diagnosis.warnings, warning), True)
 
 
 def diagnose_crs(

@@ -16,7 +16,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from layers.errors import InvalidUpload
@@ -29,6 +29,9 @@ LABELS: dict[str, str] = {
     "tcvn3": "TCVN3 (ABC)",
     "vni": "VNI-Windows",
 }
+# Files merged from two agencies: each value is UTF-8 when it is valid UTF-8, else legacy.
+MIXED: tuple[str, ...] = tuple(f"utf-8+{e}" for e in ENCODINGS[1:])
+LABELS |= {m: f"UTF-8 + {LABELS[m[6:]]}" for m in MIXED}
 
 # Tone marks in the order used by the tables below: none, huyền, sắc, ngã, hỏi, nặng.
 _TONES = ("", "\u0300", "\u0301", "\u0303", "\u0309", "\u0323")
@@ -144,7 +147,7 @@ def _utf8_text(raw: bytes) -> str:
 
 def _check(encoding: str) -> str:
     name = encoding.strip().lower()
-    if name not in ENCODINGS:
+    if name not in ENCODINGS and name not in MIXED:
         raise InvalidUpload(Message("Unknown text encoding {encoding!r}; expected one of: "
                                     "{known}.", encoding=encoding, known=list(ENCODINGS)))
     return name
@@ -157,6 +160,8 @@ def decode(raw: bytes, encoding: str) -> str:
     VNI never do (every byte shows a glyph in their fonts: unassigned VNI bytes stay Latin-1).
     """
     name = _check(encoding)
+    if name in MIXED:
+        return _decode_mixed(raw, name[6:])
     try:
         if name == "utf-8":
             text = _utf8_text(raw)
@@ -174,6 +179,24 @@ def decode(raw: bytes, encoding: str) -> str:
     return _NFC("NFC", text)
 
 
+def _decode_mixed(raw: bytes, legacy: str) -> str:
+    """One value of a merged file: valid UTF-8 is UTF-8 (legacy Vietnamese bytes almost never
+    are), anything else is ``legacy``, unless only a UTF-8 character cut at the end fails."""
+    try:
+        return _NFC("NFC", raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        pass
+    try:
+        return decode(raw, legacy)
+    except InvalidUpload:
+        try:
+            return _NFC("NFC", _utf8_text(raw))
+        except UnicodeDecodeError:
+            raise InvalidUpload(Message(
+                "Text is neither UTF-8 nor {encoding}: {text!r} cannot be decoded.",
+                encoding=LABELS[legacy], text=raw.decode("latin-1"))) from None
+
+
 def encode(text: str, encoding: str) -> bytes:
     """Encode text the way legacy tools wrote it (for tests, fixtures and benchmarks).
 
@@ -185,6 +208,8 @@ def encode(text: str, encoding: str) -> bytes:
         name = _check(encoding)
     except InvalidUpload as exc:
         raise ValueError(exc.message) from None
+    if name in MIXED:
+        raise ValueError(f"{encoding!r} is a way of reading merged files, not of writing")
     text = _NFC("NFC", text)
     if name == "utf-8":
         return text.encode("utf-8")
@@ -349,6 +374,7 @@ class EncodingGuess:
     confidence: float
     evidence: str  # a Message
     scores: dict[str, float]
+    counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # (Vietnamese, accented)
 
 
 def _utf8_fails(raw: bytes, width: int) -> bool | None:
@@ -415,7 +441,7 @@ def detect_encoding(samples: Iterable[bytes]) -> EncodingGuess:
             "utf-8", round(0.99 if n > 1 else 0.9, 3),
             Message("All {n} strings with accented letters are valid UTF-8 ({count} accented "
                     "words read as Vietnamese).", n=n, count=count("utf-8")),
-            scores,
+            scores, counts,
         )
     if scores["utf-8"] > scores[best]:
         best, second = "utf-8", best
@@ -431,4 +457,61 @@ def detect_encoding(samples: Iterable[bytes]) -> EncodingGuess:
         evidence = Message("{count} accented words read as valid Vietnamese in {best}; next "
                            "best {second}: {second_count}; UTF-8 fails on {bad} of {n} strings.",
                            **compared, bad=utf8_bad, n=n)
-    return EncodingGuess(best, round(confidence, 3), evidence, scores)
+    return EncodingGuess(best, round(confidence, 3), evidence, scores, counts)
+
+
+# How much better (share of accented words read as Vietnamese) another encoding must read
+# than the declared one before the declaration is overruled.
+_FAR_BETTER = 0.3
+
+
+def overruled_declaration(guess: EncodingGuess, declared: str) -> Message | None:
+    """Why the text is not read as a `.cpg` declares, or None when the declaration stands.
+
+    A `.cpg` of 1258 over VNI bytes decodes without error into nonsense; the detector's own
+    scores show it: the declared reading has few valid Vietnamese words, another has many.
+    """
+    best = guess.encoding
+    if best == declared or declared not in guess.counts or guess.confidence < 0.8:
+        return None
+    if guess.scores[best] - guess.scores[declared] < _FAR_BETTER:
+        return None
+    (valid, words), (declared_valid, _) = guess.counts[best], guess.counts[declared]
+    return Message(
+        "The .cpg declares {declared}, but the text was read as {used}: {valid} of {words} "
+        "accented words are valid Vietnamese in {used}, against {declared_valid} in "
+        "{declared}. Choose another encoding if the names still look wrong.",
+        declared=LABELS[declared], used=LABELS[best], valid=valid, words=words,
+        declared_valid=declared_valid)
+
+
+def detect_mixed(values: Iterable[bytes]) -> tuple[str, Message] | None:
+    """The mixed reading (``utf-8+<legacy>``) and a warning with the counts, when some values
+    are UTF-8 and the others a legacy encoding, as in two agencies' files merged into one.
+
+    Each group must read as Vietnamese in its own encoding (scored by
+    :func:`detect_encoding`), so a legacy file with a stray UTF-8-looking value is not split.
+    """
+    utf8: list[bytes] = []
+    legacy: list[bytes] = []
+    for raw in values:
+        if raw.isascii():
+            continue
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            legacy.append(raw)
+        else:
+            utf8.append(raw)
+    if not utf8 or not legacy:
+        return None
+    as_utf8, as_legacy = detect_encoding(utf8), detect_encoding(legacy)
+    if as_utf8.encoding != "utf-8" or as_legacy.encoding == "utf-8":
+        return None
+    if as_utf8.scores["utf-8"] < 0.5 or as_legacy.confidence < 0.5:
+        return None
+    name = f"utf-8+{as_legacy.encoding}"
+    return name, Message(
+        "The file mixes encodings, as when two agencies' files are merged: {utf8} strings are "
+        "UTF-8 and {legacy} are {encoding}; each value was read in its own encoding.",
+        utf8=len(utf8), legacy=len(legacy), encoding=LABELS[as_legacy.encoding])

@@ -8,7 +8,7 @@ confirmed anything uncertain. Nothing is ever published silently on a guess.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+from shapely.geometry.base import BaseGeometry
 
 from ..errors import InvalidUpload
 from ..messages import Message
@@ -25,8 +26,15 @@ from ..store import Layer, Store
 from ..text import nfc
 from ..wards import place_wards
 from .archive import Dataset, UploadLimits, open_upload, read_member_bytes
-from .crs import CrsCandidate, CrsDiagnosis, diagnose_crs, transformer_to_wgs84
-from .encoding import EncodingGuess, decode, detect_encoding, encoding_from_cpg
+from .crs import CrsCandidate, CrsDiagnosis, check_datum, diagnose_crs, transformer_to_wgs84
+from .encoding import (
+    EncodingGuess,
+    decode,
+    detect_encoding,
+    detect_mixed,
+    encoding_from_cpg,
+    overruled_declaration,
+)
 from .read import choose_dataset, expand_layers, read_dataset
 from .validate import GeometryReport, clean_geometries, infer_fields, outside_count
 
@@ -98,31 +106,41 @@ def _decode_text(frame: gpd.GeoDataFrame, encoding: str) -> gpd.GeoDataFrame:
     return out
 
 
-def _text_samples(frame: gpd.GeoDataFrame, limit: int = 5000) -> list[bytes]:
+def _text_samples(frame: gpd.GeoDataFrame, limit: int | None = 5000) -> list[bytes]:
+    """Raw text of the column names and values: at most ``limit``, or all of it (None)."""
     geometry = frame.geometry.name
     samples = [str(c).encode("latin-1") for c in frame.columns if c != geometry]
     for column in frame.columns:
         if column != geometry and pd.api.types.is_string_dtype(frame[column]):
             values = frame[column].dropna().astype(str)
-            samples += [v.encode("latin-1") for v in values.head(limit // 4) if v]
-    return samples[:limit]
+            head = values if limit is None else values.head(limit // 4)
+            samples += [v.encode("latin-1") for v in head if v]
+    return samples if limit is None else samples[:limit]
 
 
 def _settle_encoding(ds: Dataset, frame: gpd.GeoDataFrame, override: str | None
                      ) -> tuple[str, EncodingGuess, str, list[str]]:
     """Planner's choice, else the .cpg, else detection from the bytes themselves.
 
-    A .cpg that the bytes contradict is reported; one they cannot even be decoded with is
-    overruled by the detector, since publishing mojibake would lose the names.
+    A .cpg that the bytes contradict is reported; one they cannot even be decoded with, or
+    under which far fewer words read as Vietnamese than in another encoding, is overruled by
+    the detector, since publishing mojibake would lose the names. A file whose values are
+    partly UTF-8 and partly legacy (merged files) is read value by value, whatever the .cpg.
     """
     samples = _text_samples(frame)
     guess = detect_encoding(samples)
     if override:
         return override, guess, "user", []
+    mixed = detect_mixed(samples) and detect_mixed(_text_samples(frame, None))
+    if mixed:
+        return mixed[0], guess, "detected", [mixed[1]]
     cpg = read_member_bytes(ds, ".cpg")
     declared = encoding_from_cpg(cpg.decode("ascii", "replace")) if cpg else None
     if not declared:
         return guess.encoding, guess, "detected", []
+    overruled = overruled_declaration(guess, declared)
+    if overruled:
+        return guess.encoding, guess, "detected", [overruled]
     try:
         for sample in samples:
             decode(sample, declared)
@@ -170,8 +188,10 @@ def preview_upload(
     limits: UploadLimits | None = None,
     default_epsg: int = 9212,
     city_bounds: tuple[float, float, float, float] = DEFAULT_CITY_BOUNDS,
+    wards: Sequence[BaseGeometry] = (),
 ) -> Preview:
-    """Read an upload and report what it holds; stores nothing."""
+    """Read an upload and report what it holds; stores nothing. ``wards`` (lon/lat shapes)
+    let a WGS 84 `.prj` over VN-2000 coordinates be caught (:func:`check_datum`)."""
     datasets, listing = expand_layers(open_upload(path, original_name, limits or UploadLimits()),
                                       options.dataset)
     ds = choose_dataset(datasets, options.dataset)
@@ -195,6 +215,7 @@ def preview_upload(
             declared = prj.decode("latin-1") if prj else None
         crs = diagnose_crs(declared, tuple(frame.total_bounds), default_epsg=default_epsg,
                            city_bounds=city_bounds)
+        crs = check_datum(crs, frame.geometry.values, list(wards), city_bounds, default_epsg)
     if crs.epsg is None:
         raise InvalidUpload(
             f"The coordinates of {ds.name} fit no known coordinate system; choose one (EPSG code)"
