@@ -43,8 +43,8 @@ class GeometryReport:
 
 
 def clean_geometries(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, GeometryReport]:
-    """Drop null/empty geometries and those with NaN or infinite coordinates, repair invalid
-    ones and settle one geometry family."""
+    """Drop null/empty geometries and those with NaN or infinite coordinates, drop heights,
+    repair invalid ones and settle one geometry family."""
     report = GeometryReport()
     geoms = frame.geometry.values
     empty = shapely.is_missing(geoms) | shapely.is_empty(geoms)
@@ -54,6 +54,10 @@ def clean_geometries(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, Geometr
     nonfinite[owner[~np.isfinite(coords).all(axis=1)]] = True
     report.dropped_nonfinite = int((nonfinite & ~empty).sum())
     frame = frame.loc[~(empty | nonfinite)].copy()
+    # Heights (KML's altitudes, 3D shapefiles) go: maps and stores are 2D, PostGIS refuses Z.
+    if shapely.has_z(frame.geometry.values).any():
+        frame = frame.set_geometry(gpd.GeoSeries(
+            shapely.force_2d(frame.geometry.values), index=frame.index, crs=frame.crs))
     geoms = frame.geometry.values
     invalid = ~shapely.is_valid(geoms)
     report.repaired = int(invalid.sum())
