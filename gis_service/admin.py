@@ -17,6 +17,7 @@ from layers.query import parse_query
 from layers.store import AuditEntry
 
 from .auth import require_role
+from .map_pages import ward_index
 from .store_access import get_store
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -72,7 +73,8 @@ def audit() -> ResponseReturnValue:
     return render_template("audit.html", entries=entries, total=total, offset=offset,
                            page=PAGE, args=args, actions=ACTIONS,
                            layers=[la.slug for la in layers],
-                           layer_fields={la.slug: la.fields for la in layers})
+                           layer_fields={la.slug: la.fields for la in layers},
+                           ward_names=ward_index(get_store(), layers)[0])
 
 
 def _cell(value: object) -> str:

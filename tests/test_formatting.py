@@ -39,14 +39,14 @@ def hotspot(app):
     return store.query_features("hotspots", query).features[0]
 
 
-def edit_severity(client, feature, severity: str) -> None:
+def edit_severity(client, feature, severity: str, ward: str | None = None) -> None:
     path = f"/hotspots/hotspots/{feature.id}/edit"
     page = client.get(path).get_data(as_text=True)
     version = re.search(r'name="version" value="(\d+)"', page).group(1)
     props = feature.properties
     form = {"lat": feature.geometry.y, "lon": feature.geometry.x, "name": props["name"],
             "category": props["category"], "severity": severity,
-            "reported_at": props["reported_at"], "ward": props["ward"], "version": version,
+            "reported_at": props["reported_at"], "ward": ward or props["ward"], "version": version,
             "csrf_token": csrf_token(client, f"/hotspots/hotspots/{feature.id}")}
     assert client.post(path, data=form).status_code == 302
 
@@ -66,9 +66,14 @@ def test_timeline_shows_local_times_and_labelled_changes(app, inspector, hotspot
 
 def test_audit_log_shows_local_times_and_labelled_changes(app, client, hotspot):
     admin = login(client, "admin")
-    edit_severity(admin, hotspot, "2")
+    wards = {str(w.properties["code"]): w.properties["name"] for w in app.extensions[
+        "gis_store"].query_features("wards", FeatureQuery()).features}
+    other = next(code for code in wards if code != str(hotspot.properties["ward"]))
+    edit_severity(admin, hotspot, "2", other)
     html = admin.get("/admin/audit?layer=hotspots").get_data(as_text=True)
     assert "Mức độ" in html and "Nhẹ → Trung bình" in html
+    old = wards[str(hotspot.properties["ward"])]
+    assert f"Phường/xã</span>: {old} → {wards[other]}" in html  # ward names, not codes
     row = next(r for r in html.split("<tr>") if "feature.update" in r)
     assert "&#34;" not in row and "severity" not in visible(row).replace('title="severity"', "")
     assert "sửa đối tượng" in row  # the action by its name, not feature.update
