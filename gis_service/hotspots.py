@@ -100,7 +100,8 @@ def ward_names() -> dict[str, str]:
 @bp.get("/<slug>/<int:feature_id>")
 def detail(slug: str, feature_id: int) -> ResponseReturnValue:
     hotspot_layer(slug)
-    return render_detail(slug, get_store().get_feature(slug, feature_id))
+    # An archived hotspot (left out by a re-import) keeps its page and history.
+    return render_detail(slug, get_store().get_feature(slug, feature_id, archived=True))
 
 
 @bp.post("/<slug>/<int:feature_id>/status")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,11 @@ from layers.errors import InvalidUpload
 from layers.ingest.archive import UploadLimits
 from layers.ingest.encoding import ENCODINGS
 from layers.ingest.pipeline import Preview, ReadOptions, preview_upload
+from layers.messages import Message
+from layers.store.reimport import ReplacePlan
 from layers.wards import Wards
 
+from .i18n import tr
 from .store_access import get_store
 
 
@@ -25,7 +29,7 @@ def _int_arg(args: dict[str, str], name: str) -> int | None:
     if not value:
         return None
     if not value.isdigit():
-        raise InvalidUpload(f"{name} must be an EPSG code such as 9212")
+        raise InvalidUpload(Message("{name} must be an EPSG code such as 9212", name=name))
     return int(value)
 
 
@@ -33,7 +37,7 @@ def read_options(args: dict[str, str]) -> ReadOptions:
     """The planner's overrides, from the preview form or the API."""
     encoding = args.get("encoding") or None
     if encoding and encoding not in ENCODINGS:
-        raise InvalidUpload(f"encoding must be one of {', '.join(ENCODINGS)}")
+        raise InvalidUpload(Message("encoding must be one of {known}", known=list(ENCODINGS)))
     return ReadOptions(
         dataset=args.get("dataset") or None,
         crs_epsg=_int_arg(args, "crs"),
@@ -64,15 +68,28 @@ def preview_json(preview: Preview) -> dict[str, Any]:
         "crs": {"epsg": crs.epsg, "source": crs.source, "confidence": crs.confidence,
                 "needs_confirmation": crs.needs_confirmation,
                 "candidates": [{"epsg": c.epsg, "name": c.name, "confidence": c.confidence,
-                                "reason": c.reason} for c in crs.candidates]},
+                                "reason": tr(c.reason)} for c in crs.candidates]},
         "encoding": None if preview.encoding is None else {
             "encoding": preview.encoding.encoding, "confidence": preview.encoding.confidence,
-            "evidence": preview.encoding.evidence, "source": preview.encoding_source,
+            "evidence": tr(preview.encoding.evidence), "source": preview.encoding_source,
             "used": preview.text_encoding},
         "fields": [f.to_dict() for f in preview.fields],
         "rows": preview.rows(),
-        "warnings": preview.warnings,
+        "warnings": [tr(w) for w in preview.warnings],
         "repaired": preview.geometry.repaired,
         "dropped_empty": preview.geometry.dropped_empty,
         "outside": preview.outside,
+    }
+
+
+def plan_json(plan: ReplacePlan) -> dict[str, Any]:
+    """A replace's or restore's diff as data, for scripts and the CLI: counts, examples
+    and the conflicts with staff changes (the first 500)."""
+    return {
+        "layer": plan.layer,
+        "data_version": plan.data_version,
+        "matched_by": plan.matched_by,
+        "counts": plan.counts(),
+        "examples": {kind: [asdict(e) for e in rows] for kind, rows in plan.examples().items()},
+        "conflicts": [asdict(c) for c in plan.conflicts[:500]],
     }

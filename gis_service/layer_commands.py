@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 from flask.cli import AppGroup
 
 from layers.errors import GisError
-from layers.ingest.mapping import guess_mapping
-from layers.ingest.pipeline import PublishSpec, publish
+from layers.ingest.mapping import guess_key, guess_mapping
+from layers.ingest.pipeline import Preview, PublishSpec, plan_publish, publish
 from layers.ingest.validate import field_name
 from layers.kinds import KINDS
+from layers.store.base import FileWins
 
-from .importing import preview_json, read_options, run_preview
+from .importing import plan_json, preview_json, read_options, run_preview
 from .store_access import get_store
 
 layers_group = AppGroup("layers", help="Manage layers: import files, versions.")
@@ -41,6 +44,33 @@ def _summary(data: dict) -> str:
     return "\n".join(lines)
 
 
+def _key(key: str | None, preview: Preview) -> str | None:
+    """The key column as the planner named it (any case), 'none', or the guess."""
+    if key is None:
+        return guess_key(preview.frame)
+    return None if key.strip().lower() == "none" else field_name(key.strip(), set())
+
+
+def _file_wins(fields: tuple[str, ...]) -> FileWins:
+    return FileWins(fields=frozenset("*" if f == "all" else f for f in fields))
+
+
+def diff_text(data: dict[str, Any]) -> str:
+    """What a replace or restore will change, as the confirmation page shows it."""
+    counts = data["counts"]
+    lines = [f"Changes to {data['layer']!r} (version {data['data_version']}, rows matched by "
+             f"{data['matched_by']}): {counts['added']} added, {counts['changed']} changed, "
+             f"{counts['unchanged']} unchanged, {counts['archived']} archived, "
+             f"{counts['conflicts']} conflicts with staff changes"]
+    for kind, rows in data["examples"].items():
+        lines += [f"  {kind}: key={e['key'] or '-'} id={e['feature_id'] or '-'} {e['name']}"
+                  + (f" ({', '.join(e['fields'])})" if e["fields"] else "") for e in rows]
+    lines += [f"  conflict: key={c['key'] or '-'} id={c['feature_id']} {c['field']}: staff "
+              f"{c['staff']!r}, file {c['file']!r} -> keeps "
+              f"{'the file' if c['file_wins'] else 'staff'}'s" for c in data["conflicts"]]
+    return "\n".join(lines)
+
+
 @layers_group.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--kind", type=click.Choice(list(KINDS)), default="generic", show_default=True)
@@ -55,11 +85,18 @@ def _summary(data: dict) -> str:
 @click.option("--public", is_flag=True, help="Show the layer on the public map.")
 @click.option("--replace", "replace_slug", metavar="SLUG",
               help="Make this file a new version of an existing layer.")
-@click.option("--yes", is_flag=True, help="Confirm a guessed or corrected CRS.")
+@click.option("--key", help="Column whose values say which feature a row is, so a later "
+              "--replace updates that feature; 'none' for no key (default: guessed, e.g. MA).")
+@click.option("--file-wins", "file_wins", multiple=True, metavar="FIELD",
+              help="With --replace: take the file's value of FIELD ('all' for every field) "
+                   "where staff changed it since the last import (default: staff's stays).")
+@click.option("--yes", is_flag=True,
+              help="Confirm a guessed or corrected CRS, and apply the changes --replace shows.")
 @click.option("--preview", "preview_only", is_flag=True, help="Only show what would be imported.")
 def import_command(file: Path, kind: str, title: str | None, slug: str | None, crs: str | None,
                    encoding: str | None, dataset: str | None, mappings: tuple[str, ...],
-                   private: tuple[str, ...], public: bool, replace_slug: str | None, yes: bool,
+                   private: tuple[str, ...], public: bool, replace_slug: str | None,
+                   key: str | None, file_wins: tuple[str, ...], yes: bool,
                    preview_only: bool) -> None:
     """Import FILE (zipped shapefile, GeoPackage, GeoJSON, KML/KMZ, CSV) as a layer."""
     try:
@@ -89,7 +126,15 @@ def import_command(file: Path, kind: str, title: str | None, slug: str | None, c
             private_fields=private,
             confirmed=yes,
             replace=bool(replace_slug),
+            key=_key(key, preview),
+            file_wins=_file_wins(file_wins),
         )
+        if replace_slug:
+            plan = plan_publish(get_store(), preview, spec)
+            click.echo(diff_text(plan_json(plan)))
+            if not yes:
+                raise click.ClickException("Nothing was changed: rerun with --yes to apply.")
+            spec = replace(spec, expected_version=plan.data_version)
         layer = publish(get_store(), preview, spec, actor=CLI_ACTOR)
     except GisError as exc:
         raise click.ClickException(exc.message) from None
@@ -124,10 +169,22 @@ def versions_command(slug: str) -> None:
 @layers_group.command("restore")
 @click.argument("slug")
 @click.argument("version", type=int)
-def restore_command(slug: str, version: int) -> None:
-    """Make an earlier version of a layer's data current again."""
+@click.option("--file-wins", "file_wins", multiple=True, metavar="FIELD",
+              help="Take the version's value of FIELD ('all' for every field) where staff "
+                   "changed it since (default: the staff's stays).")
+@click.option("--yes", is_flag=True, help="Apply the changes shown.")
+def restore_command(slug: str, version: int, file_wins: tuple[str, ...], yes: bool) -> None:
+    """Make an earlier version of a layer's data current again: shows the changes, and
+    makes them with --yes."""
+    store = get_store()
+    wins = _file_wins(file_wins)
     try:
-        new = get_store().restore_version(slug, version, actor=CLI_ACTOR)
+        plan = store.plan_restore(slug, version, file_wins=wins)
+        click.echo(diff_text(plan_json(plan)))
+        if not yes:
+            raise click.ClickException("Nothing was changed: rerun with --yes to apply.")
+        new = store.restore_version(slug, version, file_wins=wins,
+                                    expected_version=plan.data_version, actor=CLI_ACTOR)
     except GisError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"Version {version} of {slug!r} restored as version {new}.")

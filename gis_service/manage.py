@@ -21,19 +21,23 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from layers.errors import GisError, InvalidUpload
+from layers.errors import GisError, InvalidUpload, VersionConflict
 from layers.ingest.encoding import ENCODINGS, LABELS
-from layers.ingest.mapping import guess_mapping, ward_warnings
-from layers.ingest.pipeline import Preview, PublishSpec, ReadOptions, publish
+from layers.ingest.mapping import guess_key, guess_mapping, ward_warnings
+from layers.ingest.pipeline import Preview, PublishSpec, ReadOptions, plan_publish, publish
 from layers.ingest.validate import field_name
 from layers.kinds import KINDS
+from layers.messages import Message
 from layers.store import Layer
+from layers.store.base import FileWins
+from layers.store.reimport import ReplacePlan
 
 from .auth import require_role
-from .importing import preview_json, read_options, run_preview
+from .importing import plan_json, preview_json, read_options, run_preview
 from .map_builder import MapLayer
 from .map_pages import render_map
 from .store_access import get_store
@@ -59,13 +63,14 @@ def publish_spec(form: dict[str, str], preview: Preview) -> PublishSpec:
     """Read the publish form: title, slug, kind, mapping, public flags, confirmation."""
     kind = form.get("kind") or "generic"
     if kind not in KINDS:
-        raise InvalidUpload(f"kind must be one of {', '.join(KINDS)}")
+        raise InvalidUpload(Message("kind must be one of {kinds}", kinds=list(KINDS)))
     field_map = {
         key.removeprefix("map_"): value
         for key, value in form.items()
         if key.startswith("map_") and value
     }
     target = form.get("target", "")
+    key = form["key"] if "key" in form else guess_key(preview.frame)  # scripts: the guess
     return PublishSpec(
         slug=target or (form.get("slug") or "").strip(),
         title=(form.get("title") or "").strip(),
@@ -76,7 +81,44 @@ def publish_spec(form: dict[str, str], preview: Preview) -> PublishSpec:
                              k.startswith("private_")),
         confirmed=form.get("confirm") == "on",
         replace=bool(target),
+        key=key or None,
+        file_wins=file_wins(form),
+        expected_version=expected_version(form),
     )
+
+
+def file_wins(form: dict[str, str]) -> FileWins:
+    """The conflicts ticked on the confirmation page (``win_<feature id>_<field>``)."""
+    pairs = set()
+    for name in form:
+        feature_id, sep, field = name.removeprefix("win_").partition("_")
+        if name.startswith("win_") and sep and feature_id.isdigit():
+            pairs.add((int(feature_id), field))
+    return FileWins(frozenset(pairs))
+
+
+def expected_version(form: dict[str, str]) -> int | None:
+    """The layer version the confirmation page showed the changes against."""
+    value = form.get("expected_version", "")
+    if value and not value.isdigit():
+        raise InvalidUpload(Message("The form lost the version it was made from; reload the "
+                                    "page"))
+    return int(value) if value else None
+
+
+def render_confirm(layer: Layer, plan: ReplacePlan, *, action: str, back: str,
+                   hidden: dict[str, str], key: str | None = None,
+                   restoring: int | None = None) -> ResponseReturnValue:
+    """The diff a replace or restore would make, with a form to apply it (and settle
+    conflicts); nothing is stored until that form comes back with ``apply``."""
+    lang = str(get_locale() or "vi")
+    labels = {f.name: f.label(lang) for f in layer.fields} | {"geometry": _("Location")}
+    kept = {k: v for k, v in hidden.items()
+            if k not in ("csrf_token", "apply", "expected_version") and not k.startswith("win_")}
+    return render_template("replace_confirm.html", layer=layer, plan=plan,
+                           counts=plan.counts(), examples=plan.examples(), labels=labels,
+                           fields={f.name: f for f in layer.fields},
+                           action=action, back=back, hidden=kept, key=key, restoring=restoring)
 
 
 def preview_map(preview: Preview, token: str, options: ReadOptions) -> dict[str, str]:
@@ -131,7 +173,7 @@ def render_preview(token: str, args: dict[str, str], form: dict[str, str] | None
         preview.frame.head(PREVIEW_MAP_FEATURES).to_json(drop_id=True), encoding="utf-8")
     kind = (form or args).get("kind") or "generic"
     if kind not in KINDS:
-        raise InvalidUpload(f"kind must be one of {', '.join(KINDS)}")
+        raise InvalidUpload(Message("kind must be one of {kinds}", kinds=list(KINDS)))
     columns = [f.name for f in preview.fields]
     mapping = guess_mapping(kind, columns)
     if form:
@@ -152,6 +194,7 @@ def render_preview(token: str, args: dict[str, str], form: dict[str, str] | None
         encoding_labels=LABELS,
         crs_sources=crs_sources(),
         replaceable=[la for la in store.list_layers() if la.kind == kind],
+        key_guess=guess_key(preview.frame),
         default_slug=field_name(stem, set()).replace("_", "-")[:40],
         default_title=stem,
         form=form or {},
@@ -183,7 +226,7 @@ def preview_features(token: str) -> ResponseReturnValue:
     pending = get_upload(token, current_user.get_id())
     cached = preview_geojson(pending.path, read_options(request.args))
     if not cached.is_file():
-        raise InvalidUpload("Open the preview page first; it prepares this map")
+        raise InvalidUpload(Message("Open the preview page first; it prepares this map"))
     return current_app.response_class(cached.read_bytes(), mimetype="application/geo+json")
 
 
@@ -197,10 +240,18 @@ def preview_geojson(upload: Path, options: ReadOptions) -> Path:
 def publish_upload(token: str) -> ResponseReturnValue:
     pending = get_upload(token, current_user.get_id())
     form = request.form.to_dict()
+    store = get_store()
     try:
         preview = run_preview(pending.path, pending.original_name, read_options(form))
-        layer = publish(get_store(), preview, publish_spec(form, preview),
-                        actor=current_user.get_id())
+        spec = publish_spec(form, preview)
+        if spec.replace and form.get("apply") != "1":
+            return render_confirm(
+                store.get_layer(spec.slug), plan_publish(store, preview, spec),
+                action=url_for(".publish_upload", token=token), hidden=form, key=spec.key,
+                back=url_for(".preview", token=token, **option_args(read_options(form))))
+        layer = publish(store, preview, spec, actor=current_user.get_id())
+    except VersionConflict as exc:  # replaced meanwhile: the diff shown is out of date
+        return render_preview(token, form, form, exc.message)[0], 409
     except GisError as exc:
         return render_preview(token, form, form, exc.message)
     discard_upload(pending)
@@ -230,7 +281,17 @@ def settings(slug: str) -> ResponseReturnValue:
 
 @bp.post("/<slug>/versions/<int:version>/restore")
 def restore(slug: str, version: int) -> ResponseReturnValue:
-    new = get_store().restore_version(slug, version, actor=current_user.get_id())
+    """First the diff restoring would make; applied when its form comes back."""
+    form = request.form.to_dict()
+    store = get_store()
+    if form.get("apply") != "1":
+        return render_confirm(
+            store.get_layer(slug), store.plan_restore(slug, version, file_wins=file_wins(form)),
+            action=url_for(".restore", slug=slug, version=version), hidden={},
+            back=url_for(".versions", slug=slug), restoring=version)
+    new = store.restore_version(slug, version, file_wins=file_wins(form),
+                                expected_version=expected_version(form),
+                                actor=current_user.get_id())
     flash(_("Version %(old)d restored as version %(new)d.", old=version, new=new), "ok")
     return redirect(url_for(".versions", slug=slug))
 
@@ -239,7 +300,8 @@ def restore(slug: str, version: int) -> ResponseReturnValue:
 def api_import() -> ResponseReturnValue:
     """The pipeline for scripts: multipart ``file`` plus the publish form's fields.
 
-    With ``preview=1`` nothing is stored and the preview is returned as JSON.
+    With ``preview=1`` nothing is stored and the preview is returned as JSON. Replacing a
+    layer (``target``) answers the diff it would make, and makes it with ``apply=1``.
     """
     pending = save_upload(request.files.get("file"), current_user.get_id())
     try:
@@ -247,8 +309,10 @@ def api_import() -> ResponseReturnValue:
         preview = run_preview(pending.path, pending.original_name, read_options(form))
         if form.get("preview") == "1":
             return jsonify(preview_json(preview))
-        layer = publish(get_store(), preview, publish_spec(form, preview),
-                        actor=current_user.get_id())
+        spec = publish_spec(form, preview)
+        if spec.replace and form.get("apply") != "1":
+            return jsonify(plan_json(plan_publish(get_store(), preview, spec)))
+        layer = publish(get_store(), preview, spec, actor=current_user.get_id())
     finally:
         discard_upload(pending)
     return jsonify({**layer.to_dict(), "features": preview.feature_count}), 201

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from .errors import InvalidFeature
 from .messages import Message
 from .store import Feature, Store
-from .store.common import check_version
+from .store.common import CITIZEN, check_version
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "reported": ("verified", "dismissed"),
@@ -65,7 +65,7 @@ class TimelineEntry:
 
     at: str
     actor: str
-    kind: str  # "created", "status", "edit", "inspection"
+    kind: str  # "created", "status", "edit", "inspection", "report_photo", "archived"
     summary: dict[str, object]
     note: str = ""
     photo_ids: tuple[int, ...] = ()
@@ -83,17 +83,37 @@ def timeline(store: Store, slug: str, feature_id: int) -> list[TimelineEntry]:
         if e.action == "feature.status":
             summary = {"from": before.get("status"), "to": after.get("status")}
             kind = "status"
-        elif e.action == "feature.create":
+        elif e.action in ("feature.create", "report.create"):
             summary, kind = {"status": after.get("status")}, "created"
+        elif e.action == "feature.archive":
+            summary, kind = {}, "archived"
         else:
             summary, kind = {"changes": e.changes()}, "edit"
         out.append(TimelineEntry(e.at, e.actor, kind, summary, e.note))
     for i in store.list_inspections(slug, feature_id):
-        out.append(TimelineEntry(i.created_at, i.inspector, "inspection",
+        # A citizen's photo comes with the report; it is not an inspection.
+        kind = "report_photo" if i.inspector == CITIZEN else "inspection"
+        out.append(TimelineEntry(i.created_at, i.inspector, kind,
                                  {"inspected_on": i.inspected_on}, i.finding, i.photo_ids))
     if not any(t.kind == "created" for t in out):
         # Imported in bulk: the feature itself still knows when it arrived.
-        feature = store.get_feature(slug, feature_id)
+        feature = store.get_feature(slug, feature_id, archived=True)
         out.append(TimelineEntry(feature.created_at, "", "created",
                                  {"status": feature.properties.get("status")}))
     return sorted(out, key=lambda t: t.at, reverse=True)
+
+
+@dataclass(frozen=True)
+class PublicStep:
+    """A step of a hotspot's history the public may follow: when, and the status reached.
+    Notes, names and findings stay internal."""
+
+    at: str
+    status: str
+
+
+def public_timeline(store: Store, slug: str, feature_id: int) -> list[PublicStep]:
+    """The report and every status move of a hotspot, oldest first, without who or why."""
+    return [PublicStep(t.at, str(t.summary["status" if t.kind == "created" else "to"]))
+            for t in reversed(timeline(store, slug, feature_id))
+            if t.kind in ("created", "status")]

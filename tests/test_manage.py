@@ -130,7 +130,11 @@ def test_versions_page_and_restore(app, planner, tmp_path):
     assert "emptied by mistake" in page
     token = csrf_token(planner, "/layers/hotspots/versions")
     assert planner.post("/layers/hotspots/versions/1/restore").status_code == 400  # no CSRF
-    done = planner.post("/layers/hotspots/versions/1/restore", data={"csrf_token": token})
+    shown = planner.post("/layers/hotspots/versions/1/restore", data={"csrf_token": token})
+    assert shown.status_code == 200 and 'id="count-changed">150<' in shown.get_data(
+        as_text=True) and store.count_features("hotspots") == 0  # the diff first
+    done = planner.post("/layers/hotspots/versions/1/restore", data={
+        "csrf_token": token, "apply": "1"})
     assert done.status_code == 302 and store.count_features("hotspots") == 150
     missing = planner.post("/layers/hotspots/versions/99/restore", data={"csrf_token": token})
     assert missing.status_code == 400
@@ -186,7 +190,7 @@ def test_cli_import_needs_confirmation_for_a_guessed_crs(app, tmp_path):
     assert again.exit_code == 0 and "version 2" in again.output
     listed = runner.invoke(args=["layers", "versions", "diem-nong"])
     assert '"version": 2' in listed.output and '"version": 1' in listed.output
-    restored = runner.invoke(args=["layers", "restore", "diem-nong", "1"])
+    restored = runner.invoke(args=["layers", "restore", "diem-nong", "1", "--yes"])
     assert restored.exit_code == 0 and "version 3" in restored.output
 
 

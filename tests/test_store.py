@@ -279,3 +279,132 @@ def test_batched_writes_name_the_right_feature_and_stay_atomic(hotspots, monkeyp
     assert names == [p["name"] for _, p in items]
     assert hotspots.query_features("hotspots", FeatureQuery(bbox=(106.853, 11.5, 106.8545, 11.6))
                                    ).matched == 2
+
+
+# -- re-importing a layer: ids, keys, staff changes, archive -----------------------------
+def keyed_rows(keys, severity=None):
+    """Hotspot rows as a file brings them, each at its own place, named after its key."""
+    return [(Point(106.85 + ord(k) / 10000, 11.52),
+             {**hotspot(name=f"Điểm {k}"), **({"severity": severity[k]} if severity and
+                                                k in severity else {})}) for k in keys]
+
+
+def ids_by_name(store, slug="hs"):
+    return {f.properties["name"][-1]: f.id for f in store.query_features(
+        slug, FeatureQuery()).features}
+
+
+@pytest.fixture
+def keyed(store):
+    store.create_layer("hs", "Điểm nóng", "hotspot", features=keyed_rows("ABC"), keys="ABC")
+    return store
+
+
+def test_feature_ids_are_never_handed_out_again(hotspots):
+    first = hotspots.add_features("hotspots", keyed_rows("ABC"))
+    hotspots.replace_features("hotspots", keyed_rows("ABC"))  # no key: all new features
+    again = sorted(ids_by_name(hotspots, "hotspots").values())
+    assert min(again) > max(first)
+    hotspots.delete_layer("hotspots")
+    hotspots.create_layer("hotspots", "Điểm nóng", "hotspot", features=keyed_rows("A"))
+    assert min(ids_by_name(hotspots, "hotspots").values()) > max(again)
+
+
+def _staff_work(store, feature_id):
+    """An inspector visits a hotspot and verifies it, as the pages do."""
+    from layers.workflow import move_status
+
+    store.add_inspection("hs", feature_id, inspected_on="2024-03-02", inspector="lan",
+                         finding="Rác tràn ra đường")
+    move_status(store, "hs", feature_id, "verified", note="Đã kiểm tra tại chỗ", actor="lan",
+                expected_version=1)
+
+
+@pytest.mark.parametrize("order", ["ABC", "CBA"])
+def test_reimport_keeps_ids_history_and_staff_status_by_key(keyed, order):
+    before = ids_by_name(keyed)
+    _staff_work(keyed, before["B"])
+    plan = keyed.plan_replace("hs", keyed_rows(order), keys=list(order))
+    assert plan.counts() == {"added": 0, "changed": 0, "unchanged": 3, "archived": 0,
+                             "conflicts": 1, "file_wins": 0}
+    [conflict] = plan.conflicts
+    assert (conflict.feature_id, conflict.field, conflict.staff, conflict.file) == (
+        before["B"], "status", "verified", "reported")
+    assert keyed.get_layer("hs").data_version == 1  # a plan changes nothing
+    keyed.replace_features("hs", keyed_rows(order), keys=list(order))
+    assert ids_by_name(keyed) == before
+    b = keyed.get_feature("hs", before["B"])
+    assert b.properties["status"] == "verified"  # the staff's move stays
+    assert [i.finding for i in keyed.list_inspections("hs", before["B"])] == ["Rác tràn ra đường"]
+    assert keyed.list_inspections("hs", before["A"]) == []
+    notes = [e.note for e in keyed.list_audit(feature_id=before["B"])[0]
+             if e.action == "feature.status"]
+    assert notes == ["Đã kiểm tra tại chỗ"]
+
+
+def test_rows_added_and_removed_become_new_and_archived_features(keyed):
+    before = ids_by_name(keyed)
+    keyed.add_inspection("hs", before["C"], inspected_on="2024-03-02", inspector="lan",
+                         finding="Đã dọn một phần")
+    rows = keyed_rows("DBA", severity={"A": 3})
+    plan = keyed.plan_replace("hs", rows, keys=list("DBA"))
+    assert plan.counts() == {"added": 1, "changed": 1, "unchanged": 1, "archived": 1,
+                             "conflicts": 0, "file_wins": 0}
+    assert [e.key for e in plan.examples()["archived"]] == ["C"]
+    assert plan.examples()["changed"][0].fields == ("severity",)
+    keyed.replace_features("hs", rows, keys=list("DBA"))
+    after = ids_by_name(keyed)
+    assert (after["A"], after["B"]) == (before["A"], before["B"])
+    assert after["D"] > max(before.values()) and "C" not in after
+    assert keyed.get_feature("hs", before["A"]).properties["severity"] == 3
+    assert keyed.count_features("hs") == 3
+    assert keyed.query_features("hs", FeatureQuery(bbox=(106.85665, 11.519, 106.85675, 11.521))
+                                ).matched == 0  # C is off maps and queries
+    with pytest.raises(FeatureNotFound):
+        keyed.get_feature("hs", before["C"])
+    archived = keyed.get_feature("hs", before["C"], archived=True)
+    assert archived.archived_at and archived.to_geojson()["meta"]["archived_at"]
+    assert [i.finding for i in keyed.list_inspections("hs", before["C"])] == ["Đã dọn một phần"]
+    with pytest.raises(FeatureNotFound):  # an archived feature takes no edits
+        keyed.update_feature("hs", before["C"], expected_version=1,
+                             properties=archived.properties)
+    # The file brings C back: it returns with its id and history.
+    keyed.replace_features("hs", keyed_rows("ABCD"), keys=list("ABCD"))
+    assert ids_by_name(keyed) == {**before, "D": after["D"]}
+
+
+def test_the_planner_can_let_the_file_win_a_conflict(keyed):
+    from layers.store.base import FileWins
+
+    before = ids_by_name(keyed)
+    _staff_work(keyed, before["B"])
+    wins = FileWins(frozenset({(before["B"], "status")}))
+    assert keyed.plan_replace("hs", keyed_rows("ABC"), keys=list("ABC"),
+                              file_wins=wins).counts()["file_wins"] == 1
+    keyed.replace_features("hs", keyed_rows("ABC"), keys=list("ABC"), file_wins=wins)
+    assert keyed.get_feature("hs", before["B"]).properties["status"] == "reported"
+    # The file's value is now the baseline: importing it again is no conflict.
+    assert keyed.plan_replace("hs", keyed_rows("ABC"), keys=list("ABC")).conflicts == []
+
+
+def test_restore_matches_by_id_and_brings_archived_features_back(keyed):
+    before = ids_by_name(keyed)
+    keyed.replace_features("hs", keyed_rows("AD"), keys=list("AD"))
+    added = ids_by_name(keyed)["D"]
+    plan = keyed.plan_restore("hs", 1)
+    assert plan.matched_by == "id" and plan.counts()["archived"] == 1
+    assert plan.counts()["changed"] == 2  # B and C come back
+    keyed.restore_version("hs", 1, expected_version=2)
+    assert ids_by_name(keyed) == before
+    assert keyed.get_feature("hs", added, archived=True).archived_at
+
+
+def test_a_replace_reviewed_on_an_old_version_or_with_ambiguous_keys_is_refused(keyed):
+    keyed.replace_features("hs", keyed_rows("ABC"), keys=list("ABC"))
+    with pytest.raises(VersionConflict, match="review"):
+        keyed.replace_features("hs", keyed_rows("ABC"), keys=list("ABC"), expected_version=1)
+    with pytest.raises(VersionConflict):
+        keyed.restore_version("hs", 1, expected_version=1)
+    with pytest.raises(InvalidFeature, match="key 'A'"):
+        keyed.plan_replace("hs", keyed_rows("AB"), keys=["A", "A"])
+    assert keyed.get_layer("hs").data_version == 2

@@ -65,3 +65,18 @@ def ward_warnings(store: Store, kind: str, mapping: Mapping[str, str], frame: pd
         return []
     names = Wards.of(store).unmatched(frame[column].tolist())
     return [unmatched_message(names)] if names else []
+
+
+# Columns agencies keep a hotspot's or a point's own code in, most telling first.
+KEY_NAMES = ("ma", "ma_diem", "ma_so", "ma_dinh_danh", "ma_hs", "id", "code", "objectid", "fid")
+
+
+def guess_key(frame: pd.DataFrame) -> str | None:
+    """The column that most likely names each row for good (``MA``, ``MA_DIEM``, ``ID``…):
+    one of the usual names, filled and unique in every row. Column keys are lower case."""
+    for name in KEY_NAMES:
+        if name in frame.columns:
+            values = frame[name]
+            if values.notna().all() and values.astype(str).str.strip().is_unique:
+                return name
+    return None

@@ -20,9 +20,11 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from ..errors import InvalidUpload
-from ..messages import Message
 from ..kinds import FieldDef, get_kind
+from ..messages import IMPORT_NOTE, Message
 from ..store import Layer, Store
+from ..store.base import STAFF_WINS, FileWins
+from ..store.reimport import ReplacePlan
 from ..text import nfc
 from ..wards import place_wards
 from .archive import Dataset, UploadLimits, open_upload, read_member_bytes
@@ -67,7 +69,7 @@ class Preview:
     fields: list[FieldDef]
     geometry: GeometryReport
     outside: int
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[Message] = field(default_factory=list)
 
     @property
     def feature_count(self) -> int:
@@ -119,7 +121,7 @@ def _text_samples(frame: gpd.GeoDataFrame, limit: int | None = 5000) -> list[byt
 
 
 def _settle_encoding(ds: Dataset, frame: gpd.GeoDataFrame, override: str | None
-                     ) -> tuple[str, EncodingGuess, str, list[str]]:
+                     ) -> tuple[str, EncodingGuess, str, list[Message]]:
     """Planner's choice, else the .cpg, else detection from the bytes themselves.
 
     A .cpg that the bytes contradict is reported; one they cannot even be decoded with, or
@@ -145,15 +147,15 @@ def _settle_encoding(ds: Dataset, frame: gpd.GeoDataFrame, override: str | None
         for sample in samples:
             decode(sample, declared)
     except InvalidUpload:
-        return guess.encoding, guess, "detected", [
-            f"The .cpg says {declared} but the text cannot be read that way; it was read as "
-            f"{guess.encoding} instead: check the names in the preview"
-        ]
+        return guess.encoding, guess, "detected", [Message(
+            "The .cpg says {declared} but the text cannot be read that way; it was read as "
+            "{used} instead: check the names in the preview", declared=declared,
+            used=guess.encoding)]
     if guess.encoding != declared and guess.confidence >= 0.8:
-        return declared, guess, "cpg", [
-            f"The .cpg says {declared} but the text looks like {guess.encoding}: check the "
-            "names in the preview and change the encoding if they look wrong"
-        ]
+        return declared, guess, "cpg", [Message(
+            "The .cpg says {declared} but the text looks like {detected}: check the names in "
+            "the preview and change the encoding if they look wrong", declared=declared,
+            detected=guess.encoding)]
     return declared, guess, "cpg", []
 
 
@@ -161,8 +163,9 @@ def _user_crs(epsg: int) -> CrsDiagnosis:
     try:
         transformer_to_wgs84(epsg)
     except Exception:  # noqa: BLE001 - pyproj raises several classes for unknown codes
-        raise InvalidUpload(f"EPSG:{epsg} is not a coordinate system PROJ knows") from None
-    candidate = CrsCandidate(epsg, f"EPSG:{epsg}", 1.0, "Chosen by the planner")
+        raise InvalidUpload(
+            Message("EPSG:{epsg} is not a coordinate system PROJ knows", epsg=epsg)) from None
+    candidate = CrsCandidate(epsg, f"EPSG:{epsg}", 1.0, Message("Chosen by the planner"))
     return CrsDiagnosis(epsg, "user", 1.0, (candidate,), (), False)
 
 
@@ -197,7 +200,7 @@ def preview_upload(
     ds = choose_dataset(datasets, options.dataset)
     raw = read_dataset(ds, csv_x=options.csv_x, csv_y=options.csv_y)
     frame = raw.frame
-    warnings: list[str] = [*listing]
+    warnings: list[Message] = [*listing, *raw.warnings]
     encoding, guess, encoding_source = "utf-8", None, "format"
     if raw.raw_text:
         encoding, guess, encoding_source, notes = _settle_encoding(ds, frame, options.encoding)
@@ -205,7 +208,7 @@ def preview_upload(
         warnings += notes
     frame, geometry = clean_geometries(frame)
     if frame.empty:
-        raise InvalidUpload(f"{ds.name} has no feature with a geometry")
+        raise InvalidUpload(Message("{name} has no feature with a geometry", name=ds.name))
     if options.crs_epsg:
         crs = _user_crs(options.crs_epsg)
     else:
@@ -217,28 +220,31 @@ def preview_upload(
                            city_bounds=city_bounds)
         crs = check_datum(crs, frame.geometry.values, list(wards), city_bounds, default_epsg)
     if crs.epsg is None:
-        raise InvalidUpload(
-            f"The coordinates of {ds.name} fit no known coordinate system; choose one (EPSG code)"
-        )
+        raise InvalidUpload(Message(
+            "The coordinates of {name} fit no known coordinate system; choose one (EPSG code)",
+            name=ds.name))
     warnings += list(crs.warnings)
     frame = _to_wgs84(frame, crs.epsg)
-    attributes, fields = infer_fields(pd.DataFrame(frame.drop(columns=frame.geometry.name)))
+    attributes, fields = infer_fields(pd.DataFrame(frame.drop(columns=frame.geometry.name)),
+                                      declared=raw.declared_types)
     frame = gpd.GeoDataFrame(attributes, geometry=frame.geometry.values, crs=4326)
     outside = outside_count(frame, city_bounds)
     if geometry.repaired:
-        warnings.append(f"{geometry.repaired} invalid geometries were repaired (make_valid)")
+        warnings.append(Message("{n} invalid geometries were repaired (make_valid)",
+                                n=geometry.repaired))
     if geometry.dropped_empty:
-        warnings.append(f"{geometry.dropped_empty} features without a geometry were left out")
+        warnings.append(Message("{n} features without a geometry were left out",
+                                n=geometry.dropped_empty))
     if geometry.dropped_nonfinite:
         warnings.append(Message(
             "{n} features with coordinates that are not numbers (NaN or infinite) were left "
             "out", n=geometry.dropped_nonfinite))
     if geometry.mixed:
-        warnings.append("The layer mixes points, lines and polygons: it can only be generic")
-    if outside:
         warnings.append(
-            f"{outside} features lie far outside the city: check the coordinate system"
-        )
+            Message("The layer mixes points, lines and polygons: it can only be generic"))
+    if outside:
+        warnings.append(Message(
+            "{n} features lie far outside the city: check the coordinate system", n=outside))
     return Preview(original_name, datasets, ds, crs, guess, encoding_source, encoding, frame,
                    fields, geometry, outside, warnings)
 
@@ -256,6 +262,9 @@ class PublishSpec:
     confirmed: bool = False
     replace: bool = False
     note: str = ""
+    key: str | None = None  # the column whose values say which feature a row is, next time
+    file_wins: FileWins = STAFF_WINS  # conflicts the planner settled for the file's value
+    expected_version: int | None = None  # the layer version the planner saw the diff of
 
 
 def _rows(frame: gpd.GeoDataFrame, columns: list[str]) -> Iterator[tuple[Any, ...]]:
@@ -291,14 +300,12 @@ def _features(preview: Preview, spec: PublishSpec) -> tuple[
     unknown = sorted(set(spec.field_map) - {f.name for f in kind.fields})
     missing_sources = sorted(set(spec.field_map.values()) - set(frame.columns))
     if unknown or missing_sources:
-        raise InvalidUpload(
-            "Field mapping refers to unknown fields: " + ", ".join(unknown + missing_sources)
-        )
-    required = [f.name for f in kind.fields if f.required and f.name not in spec.field_map]
+        raise InvalidUpload(Message("Field mapping refers to unknown fields: {names}",
+                                    names=unknown + missing_sources))
+    required = [f for f in kind.fields if f.required and f.name not in spec.field_map]
     if required:
-        raise InvalidUpload(
-            f"A {kind.en} layer needs these fields mapped: {', '.join(required)}"
-        )
+        raise InvalidUpload(Message("A {kind} layer needs these fields mapped: {fields}",
+                                    kind=kind, fields=required))
     items = []
     targets = list(spec.field_map)
     sources = [spec.field_map[t] for t in targets]
@@ -314,26 +321,46 @@ def _features(preview: Preview, spec: PublishSpec) -> tuple[
     return items, fields
 
 
-def publish(store: Store, preview: Preview, spec: PublishSpec, *, actor: str = "system"
-            ) -> Layer:
-    """Store the previewed data as a new layer, or a new version of ``spec.slug``."""
+def _prepared(store: Store, preview: Preview, spec: PublishSpec
+              ) -> tuple[list[tuple[shapely.Geometry, dict[str, Any]]], tuple[FieldDef, ...],
+                         list[Any] | None]:
+    """The features to store, the layer's fields and each row's key, once confirmed."""
+    if spec.key is not None and spec.key not in preview.frame.columns:
+        raise InvalidUpload(Message("The file has no column {column} to match rows on",
+                                    column=spec.key))
     if preview.needs_confirmation and not spec.confirmed:
-        raise InvalidUpload(
-            "The coordinate system was guessed or corrected "
-            f"(EPSG:{preview.crs.epsg}): confirm it before publishing"
-        )
+        raise InvalidUpload(Message(
+            "The coordinate system was guessed or corrected (EPSG:{epsg}): confirm it before "
+            "publishing", epsg=preview.crs.epsg))
     if spec.kind != "generic" and preview.geometry.mixed:
-        raise InvalidUpload("Mixed geometry types can only be published as a generic layer")
+        raise InvalidUpload(
+            Message("Mixed geometry types can only be published as a generic layer"))
     items, fields = _features(preview, spec)
     items = place_wards(store, spec.kind, items)  # ward names as codes; missing: located
-    note = spec.note or f"import of {preview.upload_name}"
+    return items, fields, preview.frame[spec.key].tolist() if spec.key else None
+
+
+def plan_publish(store: Store, preview: Preview, spec: PublishSpec) -> ReplacePlan:
+    """What publishing ``preview`` over the layer ``spec.slug`` would change, for the
+    planner to confirm; stores nothing."""
+    items, _, keys = _prepared(store, preview, spec)
+    return store.plan_replace(spec.slug, items, keys=keys, file_wins=spec.file_wins)
+
+
+def publish(store: Store, preview: Preview, spec: PublishSpec, *, actor: str = "system"
+            ) -> Layer:
+    """Store the previewed data as a new layer, or a new version of ``spec.slug`` whose
+    rows are matched to its features by ``spec.key``."""
+    items, fields, keys = _prepared(store, preview, spec)
+    note = spec.note or Message(IMPORT_NOTE, name=preview.upload_name)
     if spec.replace:
-        store.replace_features(spec.slug, items, note=note, actor=actor)
+        store.replace_features(spec.slug, items, keys=keys, file_wins=spec.file_wins,
+                               expected_version=spec.expected_version, note=note, actor=actor)
         return store.get_layer(spec.slug)
     geometry_type = preview.geometry.geometry_type
     if spec.kind != "generic":
         geometry_type = get_kind(spec.kind).geometry_type
     return store.create_layer(
         spec.slug, spec.title, spec.kind, geometry_type=geometry_type, public=spec.public,
-        fields=fields, features=items, note=note, actor=actor,
+        fields=fields, features=items, keys=keys, note=note, actor=actor,
     )

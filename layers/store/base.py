@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import shapely
@@ -19,7 +19,11 @@ from shapely.geometry.base import BaseGeometry
 
 from ..errors import InvalidFeature
 from ..kinds import FieldDef, get_kind
+from ..messages import Message, recognise
 from ..query import FeatureQuery
+
+if TYPE_CHECKING:
+    from .reimport import ReplacePlan
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ROLES = ("admin", "planner", "inspector")
@@ -75,6 +79,8 @@ class Feature:
     version: int
     created_at: str
     updated_at: str
+    # When a re-import left it out: then it is off maps and queries, its history kept.
+    archived_at: str | None = None
 
     def to_geojson(self, properties: tuple[str, ...] | None = None) -> dict[str, Any]:
         """GeoJSON with edit metadata; or, when ``properties`` names what to keep, a lean
@@ -90,6 +96,7 @@ class Feature:
                     "version": self.version,
                     "created_at": self.created_at,
                     "updated_at": self.updated_at,
+                    **({"archived_at": self.archived_at} if self.archived_at else {}),
                 },
             }
         return {
@@ -98,6 +105,21 @@ class Feature:
             "geometry": mapping(shapely.transform(self.geometry, lambda c: np.round(c, 7))),
             "properties": {k: self.properties[k] for k in properties if k in self.properties},
         }
+
+
+@dataclass(frozen=True)
+class FileWins:
+    """Where the planner chose the file's value over the staff's: single (feature, field)
+    pairs, or whole fields (``"*"`` for all)."""
+
+    pairs: frozenset[tuple[int, str]] = frozenset()
+    fields: frozenset[str] = frozenset()
+
+    def __call__(self, feature_id: int, name: str) -> bool:
+        return (feature_id, name) in self.pairs or name in self.fields or "*" in self.fields
+
+
+STAFF_WINS = FileWins()  # the default: every conflict keeps the staff's value
 
 
 @dataclass(frozen=True)
@@ -124,6 +146,10 @@ class LayerVersion:
     created_at: str
     current: bool
 
+    def __post_init__(self) -> None:
+        # Read back as text: the note becomes the Message it was written from, if any.
+        object.__setattr__(self, "note", recognise(self.note))
+
 
 @dataclass(frozen=True)
 class AuditEntry:
@@ -138,6 +164,22 @@ class AuditEntry:
     before: Any
     after: Any
     note: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "note", recognise(self.note))
+
+    def changes(self) -> list[tuple[str, Any, Any]]:
+        """(property, before, after) for each property of a feature this entry changed, in
+        the feature's order; empty for entries that are not about a feature's properties."""
+        before, after = _properties(self.before), _properties(self.after)
+        keys = dict.fromkeys([*before, *after])
+        return [(k, before.get(k), after.get(k)) for k in keys if before.get(k) != after.get(k)]
+
+
+def _properties(value: Any) -> dict[str, Any]:
+    """The properties of a feature as an audit entry keeps it (GeoJSON), else nothing."""
+    props = value.get("properties") if isinstance(value, dict) else None
+    return props if isinstance(props, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -226,10 +268,9 @@ def layer_fields(kind: str, fields: Iterable[FieldDef] | None) -> tuple[FieldDef
 
 def check_slug(slug: str) -> str:
     if not SLUG_RE.match(slug):
-        raise InvalidFeature(
-            "A layer slug must be 1–63 lowercase letters, digits, '-' or '_', "
-            f"starting with a letter or digit; got {slug!r}"
-        )
+        raise InvalidFeature(Message(
+            "A layer slug must be 1–63 lowercase letters, digits, '-' or '_', starting with a "
+            "letter or digit; got {slug!r}", slug=slug))
     return slug
 
 
@@ -243,24 +284,26 @@ def check_geometries(layer: Layer, geoms: list[BaseGeometry | None], first: int 
     array = np.asarray(geoms, dtype=object)
     family = GEOMETRY_FAMILIES.get(layer.geometry_type)
 
-    def fail(mask: np.ndarray, message: str) -> None:
+    def fail(mask: np.ndarray, problem: Message) -> None:
         if mask.any():
-            raise InvalidFeature(f"Feature {first + int(np.argmax(mask))}: {message}")
+            raise InvalidFeature(Message("Feature {n}: {problem}",
+                                         n=first + int(np.argmax(mask)), problem=problem))
 
     fail(shapely.is_missing(array) | shapely.is_empty(array),
-         "A feature needs a non-empty geometry")
+         Message("A feature needs a non-empty geometry"))
     if family:
         types = shapely.get_type_id(array)
         allowed = [TYPE_IDS[name] for name in family]
         bad = ~np.isin(types, allowed)
         if bad.any():
             kind = array[int(np.argmax(bad))].geom_type
-            fail(bad, f"Layer {layer.slug!r} holds {layer.geometry_type} features, not {kind}")
+            fail(bad, Message("Layer {slug!r} holds {expected} features, not {kind}",
+                              slug=layer.slug, expected=layer.geometry_type, kind=kind))
     bounds = shapely.bounds(array)
     fail((bounds[:, 0] < -180) | (bounds[:, 2] > 180) | (bounds[:, 1] < -90)
-         | (bounds[:, 3] > 90), "Coordinates must be longitude/latitude in EPSG:4326")
+         | (bounds[:, 3] > 90), Message("Coordinates must be longitude/latitude in EPSG:4326"))
     fail(~shapely.is_valid(array),
-         "The geometry is invalid (for example a self-intersecting ring)")
+         Message("The geometry is invalid (for example a self-intersecting ring)"))
     return array
 
 
@@ -269,7 +312,7 @@ def check_geometry(layer: Layer, geom: BaseGeometry | None) -> BaseGeometry:
     try:
         return check_geometries(layer, [geom])[0]
     except InvalidFeature as exc:
-        raise InvalidFeature(exc.message.removeprefix("Feature 1: ")) from None
+        raise InvalidFeature(exc.message.params["problem"]) from None
 
 
 class Store(ABC):
@@ -288,12 +331,15 @@ class Store(ABC):
         style: dict[str, Any] | None = None,
         fields: Iterable[FieldDef] | None = None,
         features: Iterable[tuple[BaseGeometry, dict[str, Any]]] = (),
+        keys: Sequence[str | None] | None = None,
         note: str = "",
         actor: str = "system",
     ) -> Layer:
         """Create a layer with its first features in one transaction: all of it, or nothing.
 
-        Raises LayerExists, or InvalidFeature naming the first bad feature.
+        ``keys`` (one per feature) are the values of the file's key column, which later
+        imports match rows on. Raises LayerExists, or InvalidFeature naming the first bad
+        feature.
         """
 
     @abstractmethod
@@ -323,13 +369,25 @@ class Store(ABC):
         """Add features atomically: all are stored, or none (InvalidFeature names the bad one)."""
 
     @abstractmethod
-    def replace_features(
-        self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]], *,
-        note: str = "", actor: str = "system",
-    ) -> int:
-        """Swap a layer's data for new features atomically, keeping the old ones as a version.
+    def plan_replace(
+        self, slug: str, items: Sequence[tuple[BaseGeometry, dict[str, Any]]], *,
+        keys: Sequence[str | None] | None = None, file_wins: FileWins = STAFF_WINS,
+    ) -> ReplacePlan:
+        """What ``replace_features`` with the same arguments would do; changes nothing."""
 
-        Returns the new data version number.
+    @abstractmethod
+    def replace_features(
+        self, slug: str, items: Sequence[tuple[BaseGeometry, dict[str, Any]]], *,
+        keys: Sequence[str | None] | None = None, file_wins: FileWins = STAFF_WINS,
+        expected_version: int | None = None, note: str = "", actor: str = "system",
+    ) -> int:
+        """Make ``items`` the layer's data atomically, keeping the old data as a version.
+
+        Rows whose key (``keys``, one per item) matches a feature update it, keeping its
+        id, history and the fields staff changed unless ``file_wins``; other rows become
+        new features; features no row matches are archived. Without keys nothing matches.
+        ``expected_version`` refuses (VersionConflict) a layer replaced since the planner
+        saw the diff. Returns the new data version number.
         """
 
     @abstractmethod
@@ -337,16 +395,27 @@ class Store(ABC):
         """The layer's data versions, newest first."""
 
     @abstractmethod
-    def restore_version(self, slug: str, data_version: int, *, actor: str = "system") -> int:
-        """Make an earlier version's features current again, as a new version."""
+    def plan_restore(self, slug: str, data_version: int, *, file_wins: FileWins = STAFF_WINS
+                     ) -> ReplacePlan:
+        """What ``restore_version`` would do; changes nothing."""
+
+    @abstractmethod
+    def restore_version(self, slug: str, data_version: int, *, file_wins: FileWins = STAFF_WINS,
+                        expected_version: int | None = None, actor: str = "system") -> int:
+        """Make an earlier version's features current again, as a new version.
+
+        Features are matched by id, so they come back with their history; staff changes
+        since win as in ``replace_features``.
+        """
 
     @abstractmethod
     def query_features(self, slug: str, query: FeatureQuery) -> FeaturePage:
         """Features of a layer matching a query, in id order."""
 
     @abstractmethod
-    def get_feature(self, slug: str, feature_id: int) -> Feature:
-        """One feature; raises LayerNotFound or FeatureNotFound."""
+    def get_feature(self, slug: str, feature_id: int, *, archived: bool = False) -> Feature:
+        """One current feature (or an archived one too, with ``archived``); raises
+        LayerNotFound or FeatureNotFound."""
 
     @abstractmethod
     def update_feature(
@@ -410,7 +479,7 @@ class Store(ABC):
 
     @abstractmethod
     def create_report(self, slug: str, geometry: BaseGeometry, properties: dict[str, Any], *,
-                      code: str, contact: str = "", description: str = "",
+                      code: str, contact: str = "",
                       photo: tuple[str, int, int, bytes] | None = None) -> int:
         """Store a citizen report (hotspot, private contact, photo) in one transaction."""
 

@@ -23,9 +23,17 @@ import orjson
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from ..errors import InvalidFeature, UserExists, UserNotFound, VersionConflict
+from ..errors import (
+    FeatureNotFound,
+    InvalidFeature,
+    LayerExists,
+    LayerNotFound,
+    UserExists,
+    UserNotFound,
+    VersionConflict,
+)
 from ..kinds import FieldDef, clean_properties, get_kind, property_cleaner
-from ..messages import Message
+from ..messages import RESTORED_NOTE, Message
 from ..text import TITLE_MAX, checked_text
 from .base import (
     ROLES,
@@ -103,6 +111,7 @@ def to_features(slug: str, rows: Sequence[Row], load_props: Callable[[Any], dict
             version=r["version"],
             created_at=r["created_at"],
             updated_at=r["updated_at"],
+            archived_at=r["archived_at"],
         )
         for r, g in zip(rows, geoms, strict=True)
     ]
@@ -117,11 +126,24 @@ def to_audit_entry(row: Row, load_json: Callable[[Any], Any]) -> AuditEntry:
 
 
 # -- input checks -----------------------------------------------------------------------------
+def layer_not_found(slug: str) -> LayerNotFound:
+    return LayerNotFound(Message("No layer named {slug!r}", slug=slug))
+
+
+def layer_exists(slug: str) -> LayerExists:
+    return LayerExists(Message("A layer named {slug!r} already exists", slug=slug))
+
+
+def feature_not_found(slug: str, feature_id: int) -> FeatureNotFound:
+    return FeatureNotFound(Message("Layer {slug!r} has no feature {id}", slug=slug,
+                                   id=feature_id))
+
+
 def _titled(title: str) -> str:
     """A title as stored: normalised, non-empty and no longer than ``TITLE_MAX``."""
     title = checked_text(title, "title", TITLE_MAX)
     if not title:
-        raise InvalidFeature("A layer needs a title")
+        raise InvalidFeature(Message("A layer needs a title"))
     return title
 
 
@@ -141,7 +163,8 @@ def changed_layer(before: Layer, title: str | None, public: bool | None,
         private = set(private_fields)
         unknown = sorted(private - {f.name for f in fields})
         if unknown:
-            raise InvalidFeature(f"Layer {before.slug!r} has no field(s) {', '.join(unknown)}")
+            raise InvalidFeature(Message("Layer {slug!r} has no field(s) {names}",
+                                         slug=before.slug, names=unknown))
         fields = tuple(replace(f, public=f.name not in private) for f in fields)
     new_title = _titled(before.title if title is None else title.strip())
     return replace(before, title=new_title, public=before.public if public is None else public,
@@ -263,7 +286,7 @@ def checked_inspection(inspected_on: str, finding: str) -> tuple[str, str]:
     and not before ``FIRST_INSPECTION``, the finding normalised and non-empty."""
     finding = checked_text(finding, "finding")
     if not finding:
-        raise InvalidFeature("An inspection needs its finding")
+        raise InvalidFeature(Message("An inspection needs its finding"))
     try:
         day = dt.date.fromisoformat(inspected_on)
     except ValueError:
@@ -286,10 +309,12 @@ def range_operator(op: str) -> str:
 def checked_restore(slug: str, data_version: int, current: int, known: bool) -> str:
     """Refuse restoring the current version or one never made; else the new version's note."""
     if data_version == current:
-        raise InvalidFeature(f"Version {data_version} of {slug!r} is already the current one")
+        raise InvalidFeature(Message("Version {version} of {slug!r} is already the current one",
+                                     version=data_version, slug=slug))
     if not known:
-        raise InvalidFeature(f"Layer {slug!r} has no version {data_version}")
-    return f"restored from version {data_version}"
+        raise InvalidFeature(Message("Layer {slug!r} has no version {version}", slug=slug,
+                                     version=data_version))
+    return Message(RESTORED_NOTE, version=data_version)
 
 
 # -- feature edits and batches ----------------------------------------------------------------
@@ -300,8 +325,9 @@ def check_version(current: Feature, expected_version: int) -> None:
     """
     if current.version != expected_version:
         raise VersionConflict(
-            f"Feature {current.id} was changed by someone else (now version"
-            f" {current.version}, your edit was based on version {expected_version})",
+            Message("Feature {id} was changed by someone else (now version {current}, your "
+                    "edit was based on version {expected})", id=current.id,
+                    current=current.version, expected=expected_version),
             current=current.to_geojson(),
         )
 
@@ -319,14 +345,18 @@ def checked_edit(layer: Layer, current: Feature, expected_version: int,
 
 
 class Batch(NamedTuple):
-    """Features checked and ready to write, and the number of the first for messages."""
+    """Features checked and ready to write, and the number of the first for messages.
+
+    ``keys`` are the values of the key column an import matches rows on later, if any.
+    """
 
     geometries: np.ndarray
     properties: list[dict[str, Any]]
     first: int
+    keys: list[str | None] | None = None
 
 
-def _checked_batch(layer: Layer, batch: list[Item], first: int) -> Batch:
+def checked_batch(layer: Layer, batch: list[Item], first: int) -> Batch:
     geoms = check_geometries(layer, [g for g, _ in batch], first)
     props = []
     clean = property_cleaner(layer.fields)
@@ -334,27 +364,49 @@ def _checked_batch(layer: Layer, batch: list[Item], first: int) -> Batch:
         try:
             props.append(clean(p) if layer.fields else p)
         except InvalidFeature as exc:
-            raise InvalidFeature(f"Feature {n}: {exc.message}") from None
+            raise InvalidFeature(Message("Feature {n}: {problem}", n=n,
+                                         problem=exc.message)) from None
     return Batch(geoms, props, first)
 
 
 def insert_batches(layer: Layer, items: Iterable[Item], size: int,
-                   insert: Callable[[Batch], list[int]]) -> list[int]:
+                   insert: Callable[[Batch], list[int]],
+                   keys: Sequence[str | None] | None = None) -> list[int]:
     """Check features ``size`` at a time and hand each batch to ``insert``; all the ids.
 
     A batch is read and checked only once the one before is written, so an import holds
-    one batch in memory; errors name a feature by its position, counting from 1.
+    one batch in memory; errors name a feature by its position, counting from 1. ``keys``
+    (one per item) travel with their features.
     """
     ids: list[int] = []
     batch: list[Item] = []
+
+    def flush() -> None:
+        first = len(ids) + 1
+        checked = checked_batch(layer, batch, first)
+        if keys is not None:
+            checked = checked._replace(keys=[key_text(k) for k in
+                                             keys[first - 1:first - 1 + len(batch)]])
+        ids.extend(insert(checked))
+
     for item in items:
         batch.append(item)
         if len(batch) == size:
-            ids += insert(_checked_batch(layer, batch, len(ids) + 1))
+            flush()
             batch = []
     if batch:
-        ids += insert(_checked_batch(layer, batch, len(ids) + 1))
+        flush()
     return ids
+
+
+def key_text(value: Any) -> str | None:
+    """A key cell as text to match on: ``7``, ``7.0`` and ``" 7 "`` are the same key."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
 
 
 # -- audit rows and payloads ------------------------------------------------------------------
@@ -379,19 +431,15 @@ def added_entry(ids: list[int], feature: Callable[[int], Feature]
     return "features.add", None, {"count": len(ids), "first_id": ids[0], "last_id": ids[-1]}
 
 
-def replaced_entry(current: int, count: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``layer.replace``'s before and after values: the version swapped and its features."""
-    return {"data_version": current}, {"data_version": current + 1, "features": count}
-
-
 def inspection_entry(day: str, inspector: str, finding: str, photos: int) -> dict[str, Any]:
     """``inspection.add``'s after value; the photos themselves are counted, not copied."""
     return {"inspected_on": day, "inspector": inspector, "finding": finding, "photos": photos}
 
 
-def report_inspection(now: str, description: str) -> tuple[str, str, str]:
-    """(inspected_on, inspector, finding) of the inspection a citizen's report opens."""
-    return now[:10], CITIZEN, description or "—"
+def report_photo_record(now: str) -> tuple[str, str, str]:
+    """(inspected_on, inspector, finding) of the record that holds a citizen's photo: the
+    photo belongs to the report, not to an inspection, so it has no finding."""
+    return now[:10], CITIZEN, ""
 
 
 def report_entry(properties: dict[str, Any], code: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -36,8 +36,9 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 from shapely.geometry.base import BaseGeometry
 
-from ..errors import FeatureNotFound, InvalidFeature, LayerExists, LayerNotFound
+from ..errors import InvalidFeature
 from ..kinds import FieldDef
+from ..messages import Message
 from ..query import FeatureQuery
 from .base import Feature, FeaturePage, Layer, LayerVersion, Store
 from .common import (
@@ -46,24 +47,26 @@ from .common import (
     changed_layer,
     checked_edit,
     checked_layer,
-    checked_restore,
     created_entry,
+    feature_not_found,
     insert_batches,
     json_text,
+    layer_exists,
+    layer_not_found,
     parsed_already,
     range_operator,
-    replaced_entry,
     to_features,
     to_layer,
     utc_now,
 )
 from .postgis_accounts import ACCOUNTS_SCHEMA, PostGISAccountsMixin, upgrade_accounts
 from .postgis_records import RECORDS_SCHEMA, PostGISRecordsMixin
+from .postgis_reimport import FEATURES_UPGRADE, PostGISReimportMixin, upgrade_features
 
 Row = dict[str, Any]
 
 # Numbered as SQLite's schema is, so one version names one set of features in both.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Serialises schema creation between processes starting at once (any constant will do).
 _MIGRATION_LOCK = 0x6715_0001
 SCHEMA = """
@@ -108,9 +111,9 @@ CREATE TABLE IF NOT EXISTS features (
 );
 CREATE INDEX IF NOT EXISTS features_layer ON features(layer_id, id);
 CREATE INDEX IF NOT EXISTS features_geom ON features USING GIST (geom);
-"""
+""" + FEATURES_UPGRADE
 FEATURE_COLUMNS = ("f.id, ST_AsBinary(f.geom) AS geom, f.props, f.version, f.created_at,"
-                   " f.updated_at")
+                   " f.updated_at, f.archived_at")
 # Row locks a write takes; callers name one by key, so no text from outside reaches SQL.
 LOCKS = {"": "", "update": "FOR UPDATE", "share": "FOR SHARE"}
 
@@ -119,7 +122,8 @@ def _no_nul(texts: list[str], first: int) -> None:
     """PostgreSQL text and JSONB cannot hold U+0000; name the feature instead of a DB error."""
     for n, text in enumerate(texts, start=first):
         if "\\u0000" in text:
-            raise InvalidFeature(f"Feature {n}: text cannot contain the NUL character (U+0000)")
+            raise InvalidFeature(Message("Feature {n}: {problem}", n=n, problem=Message(
+                "text cannot contain the NUL character (U+0000)")))
 
 
 def _property_order(fields: tuple[FieldDef, ...]) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -194,7 +198,8 @@ class _Pool:
             conn.close()
 
 
-class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, Store):
+class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, PostGISReimportMixin,
+                   Store):
     """Store backed by a PostgreSQL database with PostGIS; safe to share between threads.
 
     ``dsn`` is a libpq connection string or ``postgresql://`` URL.
@@ -242,6 +247,8 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, Store):
             if found < SCHEMA_VERSION:
                 if 0 < found < 4:
                     upgrade_accounts(conn)
+                if 0 < found < 5:
+                    upgrade_features(conn)
                 conn.execute(SCHEMA + RECORDS_SCHEMA + ACCOUNTS_SCHEMA)  # idempotent statements
                 conn.execute("DELETE FROM gis_schema")
                 conn.execute("INSERT INTO gis_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
@@ -266,7 +273,7 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, Store):
         row = conn.execute(f"SELECT * FROM layers WHERE slug = %s {LOCKS[lock]}",  # noqa: S608
                            (slug,)).fetchone()
         if row is None:
-            raise LayerNotFound(f"No layer named {slug!r}")
+            raise layer_not_found(slug)
         return row
 
     @staticmethod
@@ -284,6 +291,7 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, Store):
         style: dict[str, Any] | None = None,
         fields: Iterable[FieldDef] | None = None,
         features: Iterable[tuple[BaseGeometry, dict[str, Any]]] = (),
+        keys: Sequence[str | None] | None = None,
         note: str = "",
         actor: str = "system",
     ) -> Layer:
@@ -298,9 +306,9 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, Store):
                  json_text([f.to_dict() for f in field_defs]), now, now),
             ).fetchone()
             if row is None:
-                raise LayerExists(f"A layer named {slug!r} already exists")
+                raise layer_exists(slug)
             layer = self._to_layer(row)
-            count = len(self._insert_many(conn, row, features, now))
+            count = len(self._insert_many(conn, row, features, now, keys))
             self._log_version(conn, row["id"], 1, note, now)
             self._audit(conn, actor, "layer.create", layer=slug, note=note, at=now,
                         after=created_entry(layer, count))
@@ -364,14 +372,18 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, Store):
         row: Row,
         items: Iterable[tuple[BaseGeometry, dict[str, Any]]],
         now: str,
+        keys: Sequence[str | None] | None = None,
     ) -> list[int]:
         """Check and insert features inside the caller's transaction, a batch at a time."""
         return insert_batches(self._to_layer(row), items, self.BATCH,
-                              lambda batch: self._insert_batch(conn, row["id"], batch, now))
+                              lambda batch: self._insert_batch(conn, row["id"], batch, now), keys)
 
     def _insert_batch(self, conn: psycopg.Connection[Row], layer_id: int, batch: Batch,
                       now: str) -> list[int]:
-        """COPY one checked batch in; its ids, in the items' order."""
+        """COPY one checked batch in; its ids, in the items' order.
+
+        Each feature is its own baseline until an import changes it (``reimport``).
+        """
         props = [json_text(p) for p in batch.properties]
         _no_nul(props, batch.first)
         # Ids are drawn from the sequence first, so they are known, ascending and in the
@@ -381,11 +393,14 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, Store):
             (len(props),)).fetchone()["ids"])
         ewkb = shapely.to_wkb(shapely.set_srid(batch.geometries, 4326), hex=True,
                               include_srid=True)
+        wkb = shapely.to_wkb(batch.geometries)
+        keys = batch.keys or [None] * len(ids)
         with conn.cursor().copy(
-            "COPY features (id, layer_id, geom, props, created_at, updated_at) FROM STDIN"
+            "COPY features (id, layer_id, geom, props, created_at, updated_at, import_key,"
+            " base_geom, base_props) FROM STDIN"
         ) as copy:
-            for i, g, p in zip(ids, ewkb.tolist(), props, strict=True):
-                copy.write_row((i, layer_id, g, p, now, now))
+            for i, g, p, k, w in zip(ids, ewkb.tolist(), props, keys, wkb.tolist(), strict=True):
+                copy.write_row((i, layer_id, g, p, now, now, k, w, p))
         return ids
 
     @staticmethod
@@ -398,40 +413,13 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, Store):
             (layer_id, version, note, now),
         )
 
-    def replace_features(
-        self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]], *,
-        note: str = "", actor: str = "system",
-    ) -> int:
-        with self._tx() as conn:
-            row = self._layer_row(conn, slug, "update")
-            return self._replace(conn, row, items, note, actor)
-
-    def _replace(self, conn: psycopg.Connection[Row], row: Row,
-                 items: Iterable[tuple[BaseGeometry, dict[str, Any]]], note: str, actor: str
-                 ) -> int:
-        now = utc_now()
-        layer_id, current = row["id"], row["data_version"]
-        conn.execute(
-            "INSERT INTO feature_archive (layer_id, data_version, geom, props)"
-            " SELECT layer_id, %s, geom, props FROM features WHERE layer_id = %s ORDER BY id",
-            (current, layer_id),
-        )
-        conn.execute("DELETE FROM features WHERE layer_id = %s", (layer_id,))
-        count = len(self._insert_many(conn, row, items, now))
-        conn.execute("UPDATE layers SET data_version = %s, updated_at = %s WHERE id = %s",
-                     (current + 1, now, layer_id))
-        self._log_version(conn, layer_id, current + 1, note, now)
-        before, after = replaced_entry(current, count)
-        self._audit(conn, actor, "layer.replace", layer=row["slug"], note=note, at=now,
-                    before=before, after=after)
-        return current + 1
-
     def list_versions(self, slug: str) -> list[LayerVersion]:
         with self._con() as conn:
             row = self._layer_row(conn, slug)
             rows = conn.execute(
                 "SELECT v.*, CASE WHEN v.data_version = l.data_version"
-                " THEN (SELECT count(*) FROM features f WHERE f.layer_id = l.id)"
+                " THEN (SELECT count(*) FROM features f WHERE f.layer_id = l.id"
+                " AND f.archived_at IS NULL)"
                 " ELSE (SELECT count(*) FROM feature_archive a WHERE a.layer_id = l.id"
                 " AND a.data_version = v.data_version) END AS features"
                 " FROM layer_versions v JOIN layers l ON l.id = v.layer_id"
@@ -442,27 +430,10 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, Store):
         return [LayerVersion(r["data_version"], int(r["features"]), r["note"], r["created_at"],
                              r["data_version"] == current) for r in rows]
 
-    def restore_version(self, slug: str, data_version: int, *, actor: str = "system") -> int:
-        with self._tx() as conn:
-            row = self._layer_row(conn, slug, "update")
-            known = conn.execute(
-                "SELECT 1 FROM layer_versions WHERE layer_id = %s AND data_version = %s",
-                (row["id"], data_version),
-            ).fetchone()
-            note = checked_restore(slug, data_version, row["data_version"], known is not None)
-            archived = conn.execute(
-                "SELECT ST_AsBinary(geom) AS geom, props FROM feature_archive"
-                " WHERE layer_id = %s AND data_version = %s ORDER BY id",
-                (row["id"], data_version),
-            ).fetchall()
-            geoms = shapely.from_wkb([r["geom"] for r in archived]) if archived else []
-            items = [(g, r["props"]) for g, r in zip(geoms, archived, strict=True)]
-            return self._replace(conn, row, items, note, actor)
-
     @staticmethod
     def _where(layer_id: int, query: FeatureQuery) -> tuple[str, list[Any]]:
         """SQL condition and bound parameters; field names travel as parameters too."""
-        clauses = ["f.layer_id = %s"]
+        clauses = ["f.layer_id = %s AND f.archived_at IS NULL"]
         params: list[Any] = [layer_id]
         if query.bbox:
             clauses.append("f.geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326)")
@@ -502,24 +473,28 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, Store):
 
     @staticmethod
     def _feature_row_in(conn: psycopg.Connection[Row], layer_id: int, slug: str,
-                        feature_id: int, lock: str = "") -> Row:
+                        feature_id: int, lock: str = "", archived: bool = False) -> Row:
+        """A current feature's row (or an archived one's too): archived ones take no edits."""
         row = conn.execute(
             f"SELECT {FEATURE_COLUMNS} FROM features f"  # noqa: S608
-            f" WHERE f.id = %s AND f.layer_id = %s {LOCKS[lock]}",
-            (feature_id, layer_id),
+            " WHERE f.id = %s AND f.layer_id = %s AND (f.archived_at IS NULL OR %s)"
+            f" {LOCKS[lock]}",
+            (feature_id, layer_id, archived),
         ).fetchone()
         if row is None:
-            raise FeatureNotFound(f"Layer {slug!r} has no feature {feature_id}")
+            raise feature_not_found(slug, feature_id)
         return row
 
     def _feature(self, conn: psycopg.Connection[Row], layer_row: Row, feature_id: int,
-                 lock: str = "") -> Feature:
-        row = self._feature_row_in(conn, layer_row["id"], layer_row["slug"], feature_id, lock)
+                 lock: str = "", archived: bool = False) -> Feature:
+        row = self._feature_row_in(conn, layer_row["id"], layer_row["slug"], feature_id, lock,
+                                   archived)
         return self._to_features(layer_row["slug"], self._to_layer(layer_row).fields, [row])[0]
 
-    def get_feature(self, slug: str, feature_id: int) -> Feature:
+    def get_feature(self, slug: str, feature_id: int, *, archived: bool = False) -> Feature:
         with self._con() as conn:
-            return self._feature(conn, self._layer_row(conn, slug), feature_id)
+            return self._feature(conn, self._layer_row(conn, slug), feature_id,
+                                 archived=archived)
 
     def update_feature(
         self,
@@ -556,7 +531,8 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, Store):
             layer_id = self._layer_row(conn, slug)["id"]
             row = conn.execute(
                 "SELECT ST_XMin(e) AS x0, ST_YMin(e) AS y0, ST_XMax(e) AS x1, ST_YMax(e) AS y1"
-                " FROM (SELECT ST_Extent(geom) AS e FROM features WHERE layer_id = %s) s",
+                " FROM (SELECT ST_Extent(geom) AS e FROM features WHERE layer_id = %s"
+                " AND archived_at IS NULL) s",
                 (layer_id,),
             ).fetchone()
         return None if row["x0"] is None else (row["x0"], row["y0"], row["x1"], row["y1"])
@@ -564,6 +540,6 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, Store):
     def count_features(self, slug: str) -> int:
         with self._con() as conn:
             layer_id = self._layer_row(conn, slug)["id"]
-            row = conn.execute("SELECT count(*) AS n FROM features WHERE layer_id = %s",
-                               (layer_id,)).fetchone()
+            row = conn.execute("SELECT count(*) AS n FROM features WHERE layer_id = %s"
+                               " AND archived_at IS NULL", (layer_id,)).fetchone()
         return int(row["n"])

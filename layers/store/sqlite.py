@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,6 @@ import orjson
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from ..errors import FeatureNotFound, LayerExists, LayerNotFound
 from ..kinds import FieldDef
 from ..query import FeatureQuery
 from .base import Feature, FeaturePage, Layer, LayerVersion, Store
@@ -29,20 +28,22 @@ from .common import (
     changed_layer,
     checked_edit,
     checked_layer,
-    checked_restore,
     created_entry,
+    feature_not_found,
     insert_batches,
     json_text,
+    layer_exists,
+    layer_not_found,
     range_operator,
-    replaced_entry,
     to_features,
     to_layer,
     utc_now,
 )
 from .sqlite_accounts import ACCOUNTS_SCHEMA, AccountsMixin, upgrade_accounts
 from .sqlite_records import RECORDS_SCHEMA, RecordsMixin
+from .sqlite_reimport import FEATURES_TABLE, SQLiteReimportMixin, upgrade_features
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
     id INTEGER PRIMARY KEY,
@@ -68,24 +69,17 @@ CREATE TABLE IF NOT EXISTS feature_archive (
     layer_id INTEGER NOT NULL REFERENCES layers(id) ON DELETE CASCADE,
     data_version INTEGER NOT NULL,
     geom BLOB NOT NULL,
-    props TEXT NOT NULL
+    props TEXT NOT NULL,
+    feature_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS feature_archive_version ON feature_archive(layer_id, data_version);
-CREATE TABLE IF NOT EXISTS features (
-    id INTEGER PRIMARY KEY,
-    layer_id INTEGER NOT NULL REFERENCES layers(id) ON DELETE CASCADE,
-    geom BLOB NOT NULL,
-    props TEXT NOT NULL,
-    version INTEGER NOT NULL DEFAULT 1,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
+""" + FEATURES_TABLE.format(name="features") + """
 CREATE INDEX IF NOT EXISTS features_layer ON features(layer_id, id);
 CREATE VIRTUAL TABLE IF NOT EXISTS features_rtree USING rtree(id, minx, maxx, miny, maxy);
 """
 
 
-class SQLiteStore(AccountsMixin, RecordsMixin, Store):
+class SQLiteStore(AccountsMixin, RecordsMixin, SQLiteReimportMixin, Store):
     """Store backed by one SQLite file; safe to share between threads."""
 
     def __init__(self, path: str | Path) -> None:
@@ -110,6 +104,8 @@ class SQLiteStore(AccountsMixin, RecordsMixin, Store):
         if found < SCHEMA_VERSION:
             if 0 < found < 4:
                 upgrade_accounts(con)
+            if 0 < found < 5:
+                upgrade_features(con)
             # executescript manages its own transaction; the statements are idempotent.
             con.executescript(
                 SCHEMA + RECORDS_SCHEMA + ACCOUNTS_SCHEMA
@@ -145,7 +141,7 @@ class SQLiteStore(AccountsMixin, RecordsMixin, Store):
     def _layer_row(self, con: sqlite3.Connection, slug: str) -> sqlite3.Row:
         row = con.execute("SELECT * FROM layers WHERE slug = ?", (slug,)).fetchone()
         if row is None:
-            raise LayerNotFound(f"No layer named {slug!r}")
+            raise layer_not_found(slug)
         return row
 
     @staticmethod
@@ -163,6 +159,7 @@ class SQLiteStore(AccountsMixin, RecordsMixin, Store):
         style: dict[str, Any] | None = None,
         fields: Iterable[FieldDef] | None = None,
         features: Iterable[tuple[BaseGeometry, dict[str, Any]]] = (),
+        keys: Sequence[str | None] | None = None,
         note: str = "",
         actor: str = "system",
     ) -> Layer:
@@ -170,7 +167,7 @@ class SQLiteStore(AccountsMixin, RecordsMixin, Store):
         now = utc_now()
         with self._tx() as con:
             if con.execute("SELECT 1 FROM layers WHERE slug = ?", (slug,)).fetchone():
-                raise LayerExists(f"A layer named {slug!r} already exists")
+                raise layer_exists(slug)
             con.execute(
                 "INSERT INTO layers (slug, title, kind, geometry_type, public, style, fields,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -178,7 +175,7 @@ class SQLiteStore(AccountsMixin, RecordsMixin, Store):
                  json.dumps([f.to_dict() for f in field_defs], ensure_ascii=False), now, now),
             )
             row = self._layer_row(con, slug)
-            count = len(self._insert_many(con, row, features, now))
+            count = len(self._insert_many(con, row, features, now, keys))
             self._log_version(con, row["id"], 1, note, now)
             self._audit(con, actor, "layer.create", layer=slug, note=note, at=now,
                         after=created_entry(self._to_layer(row), count))
@@ -251,24 +248,33 @@ class SQLiteStore(AccountsMixin, RecordsMixin, Store):
         row: sqlite3.Row,
         items: Iterable[tuple[BaseGeometry, dict[str, Any]]],
         now: str,
+        keys: Sequence[str | None] | None = None,
     ) -> list[int]:
         """Check and insert features inside the caller's transaction, a batch at a time."""
         return insert_batches(self._to_layer(row), items, self.BATCH,
-                              lambda batch: self._insert_batch(con, row["id"], batch, now))
+                              lambda batch: self._insert_batch(con, row["id"], batch, now), keys)
 
     def _insert_batch(self, con: sqlite3.Connection, layer_id: int, batch: Batch, now: str
                       ) -> list[int]:
-        """Write one checked batch with its R*Tree boxes; its ids, in the items' order."""
+        """Write one checked batch with its R*Tree boxes; its ids, in the items' order.
+
+        Each feature is its own baseline until an import changes it (``reimport``).
+        """
         # Ids are assigned here so the R*Tree rows can be written in the same batch; the
-        # write transaction is exclusive, so nobody else can take them meanwhile.
-        start = con.execute("SELECT coalesce(max(id), 0) + 1 FROM features").fetchone()[0]
+        # write transaction is exclusive, so nobody else can take them meanwhile. Past the
+        # AUTOINCREMENT sequence too, so an id once handed out is never handed out again.
+        start = con.execute(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'features'), 0),"
+            " coalesce((SELECT max(id) FROM features), 0)) + 1").fetchone()[0]
         ids = list(range(start, start + len(batch.properties)))
         wkb = shapely.to_wkb(batch.geometries)
+        keys = batch.keys or [None] * len(ids)
         con.executemany(
-            "INSERT INTO features (id, layer_id, geom, props, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [(i, layer_id, w, json_text(p), now, now)
-             for i, w, p in zip(ids, wkb, batch.properties, strict=True)],
+            "INSERT INTO features (id, layer_id, geom, props, created_at, updated_at,"
+            " import_key, base_geom, base_props) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(i, layer_id, w, text, now, now, k, w, text)
+             for i, w, k, text in zip(ids, wkb, keys, map(json_text, batch.properties),
+                                      strict=True)],
         )
         bounds = shapely.bounds(batch.geometries)
         con.executemany(
@@ -286,36 +292,6 @@ class SQLiteStore(AccountsMixin, RecordsMixin, Store):
             " VALUES (?, ?, ?, ?)",
             (layer_id, version, note, now),
         )
-
-    def replace_features(
-        self, slug: str, items: Iterable[tuple[BaseGeometry, dict[str, Any]]], *,
-        note: str = "", actor: str = "system",
-    ) -> int:
-        now = utc_now()
-        with self._tx() as con:
-            row = self._layer_row(con, slug)
-            layer_id, current = row["id"], row["data_version"]
-            con.execute(
-                "INSERT INTO feature_archive (layer_id, data_version, geom, props)"
-                " SELECT layer_id, ?, geom, props FROM features WHERE layer_id = ? ORDER BY id",
-                (current, layer_id),
-            )
-            con.execute(
-                "DELETE FROM features_rtree"
-                " WHERE id IN (SELECT id FROM features WHERE layer_id = ?)",
-                (layer_id,),
-            )
-            con.execute("DELETE FROM features WHERE layer_id = ?", (layer_id,))
-            count = len(self._insert_many(con, row, items, now))
-            con.execute(
-                "UPDATE layers SET data_version = ?, updated_at = ? WHERE id = ?",
-                (current + 1, now, layer_id),
-            )
-            self._log_version(con, layer_id, current + 1, note, now)
-            before, after = replaced_entry(current, count)
-            self._audit(con, actor, "layer.replace", layer=slug, note=note, at=now,
-                        before=before, after=after)
-        return current + 1
 
     def list_versions(self, slug: str) -> list[LayerVersion]:
         con = self._con()
@@ -338,26 +314,10 @@ class SQLiteStore(AccountsMixin, RecordsMixin, Store):
             for r in rows
         ]
 
-    def restore_version(self, slug: str, data_version: int, *, actor: str = "system") -> int:
-        con = self._con()
-        row = self._layer_row(con, slug)
-        known = con.execute(
-            "SELECT 1 FROM layer_versions WHERE layer_id = ? AND data_version = ?",
-            (row["id"], data_version),
-        ).fetchone()
-        note = checked_restore(slug, data_version, row["data_version"], known is not None)
-        archived = con.execute(
-            "SELECT geom, props FROM feature_archive WHERE layer_id = ? AND data_version = ?"
-            " ORDER BY rowid",
-            (row["id"], data_version),
-        ).fetchall()
-        items = [(shapely.from_wkb(r["geom"]), json.loads(r["props"])) for r in archived]
-        return self.replace_features(slug, items, note=note, actor=actor)
-
     @staticmethod
     def _where(layer_id: int, query: FeatureQuery) -> tuple[str, list[Any]]:
         """SQL condition and bound parameters; field names travel as JSON-path parameters."""
-        clauses = ["f.layer_id = ?"]
+        clauses = ["f.layer_id = ? AND f.archived_at IS NULL"]
         params: list[Any] = [layer_id]
         if query.bbox:
             minx, miny, maxx, maxy = query.bbox
@@ -391,17 +351,21 @@ class SQLiteStore(AccountsMixin, RecordsMixin, Store):
         ).fetchall()
         return FeaturePage(self._to_features(slug, rows), total, query)
 
-    def _feature_row(self, con: sqlite3.Connection, slug: str, feature_id: int) -> sqlite3.Row:
+    def _feature_row(self, con: sqlite3.Connection, slug: str, feature_id: int,
+                     archived: bool = False) -> sqlite3.Row:
+        """A current feature's row (or an archived one's too): archived ones take no edits."""
         layer_id = self._layer_row(con, slug)["id"]
         row = con.execute(
-            "SELECT * FROM features WHERE id = ? AND layer_id = ?", (feature_id, layer_id)
+            "SELECT * FROM features WHERE id = ? AND layer_id = ?"
+            " AND (archived_at IS NULL OR ?)", (feature_id, layer_id, archived)
         ).fetchone()
         if row is None:
-            raise FeatureNotFound(f"Layer {slug!r} has no feature {feature_id}")
+            raise feature_not_found(slug, feature_id)
         return row
 
-    def get_feature(self, slug: str, feature_id: int) -> Feature:
-        return self._to_features(slug, [self._feature_row(self._con(), slug, feature_id)])[0]
+    def get_feature(self, slug: str, feature_id: int, *, archived: bool = False) -> Feature:
+        row = self._feature_row(self._con(), slug, feature_id, archived)
+        return self._to_features(slug, [row])[0]
 
     def update_feature(
         self,
@@ -441,7 +405,7 @@ class SQLiteStore(AccountsMixin, RecordsMixin, Store):
         layer_id = self._layer_row(con, slug)["id"]
         row = con.execute(
             "SELECT min(r.minx), min(r.miny), max(r.maxx), max(r.maxy) FROM features_rtree r"
-            " JOIN features f ON f.id = r.id WHERE f.layer_id = ?",
+            " JOIN features f ON f.id = r.id WHERE f.layer_id = ? AND f.archived_at IS NULL",
             (layer_id,),
         ).fetchone()
         return None if row[0] is None else (row[0], row[1], row[2], row[3])
@@ -449,5 +413,6 @@ class SQLiteStore(AccountsMixin, RecordsMixin, Store):
     def count_features(self, slug: str) -> int:
         con = self._con()
         layer_id = self._layer_row(con, slug)["id"]
-        row = con.execute("SELECT count(*) FROM features WHERE layer_id = ?", (layer_id,))
+        row = con.execute("SELECT count(*) FROM features WHERE layer_id = ?"
+                          " AND archived_at IS NULL", (layer_id,))
         return int(row.fetchone()[0])
