@@ -19,12 +19,13 @@ from flask_babel import gettext as _
 from shapely.geometry import Point
 
 from layers.errors import FeatureNotFound, InvalidFeature, InvalidUpload, LayerNotFound
-from layers.kinds import KINDS, FieldDef
+from layers.kinds import KINDS, NOT_ASSESSED, FieldDef
 from layers.photos import sanitise_photo
 from layers.query import FeatureQuery, parse_query
 from layers.store import Feature, Layer, PublicMap
 from layers.text import checked_text
 from layers.wards import check_near_city, place_wards
+from layers.workflow import public_timeline
 
 from .map_builder import MapLayer
 from .map_pages import render_map, ward_index
@@ -38,6 +39,7 @@ PUBLIC_STATUSES = ("verified", "in_progress", "resolved")
 DEFAULT_MAP = "default"  # the public map shown at /public
 REPORT_LIMITS = (("report", Limit(5, 10 * 60)), ("report-day", Limit(20, 24 * 3600)))
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read over the phone
+CITIZEN_SOURCE = KINDS["hotspot"].field("source").choice("citizen")
 REPORT_MAX, CONTACT_MAX = 2000, 300  # characters of a report's description and contact
 
 
@@ -224,12 +226,14 @@ def report() -> ResponseReturnValue:
             p = sanitise_photo(upload.read())
             photo = (p.mime, p.width, p.height, p.data)
         code = "PA-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(8))
-        props = {"name": f"{choice.vi} – {_('citizen report')}", "category": category,
-                 "severity": 1, "status": "reported",
-                 "reported_at": dt.date.today().isoformat(), "source": "citizen"}
+        # Stored data is Vietnamese whatever language the citizen's page was in.
+        props = {"name": f"{choice.vi} ({CITIZEN_SOURCE.vi.lower()})", "category": category,
+                 "description": description, "severity": NOT_ASSESSED,
+                 "status": "reported", "reported_at": dt.date.today().isoformat(),
+                 "source": CITIZEN_SOURCE.value}
         [(point, props)] = place_wards(get_store(), layer.kind, [(point, props)])
         get_store().create_report(layer.slug, point, props, code=code, contact=contact,
-                                  description=description, photo=photo)
+                                  photo=photo)
     except (InvalidFeature, InvalidUpload) as exc:
         return render_report(form, 400, exc.message)
     return redirect(url_for(".report_status", code=code))
@@ -245,6 +249,8 @@ def report_status(code: str) -> ResponseReturnValue:
         abort(404)
     hotspot = KINDS["hotspot"]
     return render_template("report_done.html", code=code.upper(), feature=found,
+                           steps=public_timeline(store, slug, feature_id),
+                           status_field=hotspot.field("status"),
                            status=hotspot.field("status").choice(found.properties["status"]),
                            category=hotspot.field("category").choice(
                                found.properties["category"]))

@@ -143,6 +143,8 @@ HOTSPOT_STATUS = FieldDef(
     ),
 )
 
+NOT_ASSESSED = 0  # the severity of a hotspot nobody has assessed yet
+
 HOTSPOT_CATEGORY = FieldDef(
     "category", "choice", "Loại ô nhiễm", "Category", required=True, filterable=True,
     choices=(
@@ -179,6 +181,9 @@ KINDS: dict[str, Kind] = {
             HOTSPOT_CATEGORY,
             FieldDef("severity", "choice", "Mức độ", "Severity", required=True, filterable=True,
                      choices=(
+                         # A citizen's report until an inspector assesses it: no guess that
+                         # would weigh in a score (analysis treats 0 as unknown).
+                         Choice(NOT_ASSESSED, "Chưa đánh giá", "Not yet assessed", "#bdbdbd"),
                          Choice(1, "Nhẹ", "Low", "#fdd835"),
                          Choice(2, "Trung bình", "Medium", "#fb8c00"),
                          Choice(3, "Nghiêm trọng", "High", "#e53935"),

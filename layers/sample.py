@@ -19,7 +19,7 @@ from shapely.geometry import MultiPoint, MultiPolygon, Point, Polygon
 from shapely.geometry.base import BaseGeometry
 
 from .errors import LayerExists
-from .kinds import Choice, clean_properties, get_kind
+from .kinds import NOT_ASSESSED, Choice, clean_properties, get_kind
 from .messages import SAMPLE_NOTE, Message
 from .store.base import Store
 
@@ -168,7 +168,7 @@ def _hotspots(rng: random.Random, wards: list[_Ward], n: int) -> list[SampleFeat
     statuses = _cover(rng, _choices("hotspot", "status"), n)
     categories = _cover(rng, _choices("hotspot", "category"), n)
     sources = _choices("hotspot", "source")
-    severities = _choices("hotspot", "severity")
+    severities = [c for c in _choices("hotspot", "severity") if c.value != NOT_ASSESSED]
     span = (_LAST_DAY - _FIRST_DAY).days
     out = []
     for status, category in zip(statuses, categories, strict=True):

@@ -237,4 +237,4 @@ def test_citizen_report(watch: Watch, scene: Scene) -> None:
     watch.check(code, scope="#code")
     slug, fid = scene.server.store.find_report(code)
     log_in(page, scene.server, f"/hotspots/{slug}/{fid}", role="inspector")
-    watch.check(ALL, scope="#timeline")  # the citizen's description, as an inspection
+    watch.check(ALL, scope="#fields")  # the citizen's description, as the description

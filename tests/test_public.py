@@ -181,3 +181,32 @@ def test_the_public_legend_lists_only_the_statuses_the_public_sees(client, publi
     inside = map_config(client.get("/map").get_data(as_text=True))
     legend = next(la for la in inside["layers"] if la["slug"] == "hotspots")["legend"]
     assert {"Tiếp nhận", "Không xác lập"} <= {item["label"] for item in legend}
+
+
+def test_a_citizen_report_is_stored_as_the_hotspot_it_describes(app, client, published):
+    client.get("/public/report?lang=en")  # an English page: the stored data stays Vietnamese
+    response = report(client, description="Khói đen từ lò đốt rác lúc 5 giờ sáng")
+    assert response.status_code == 302
+    code = response.headers["Location"].rsplit("/", 1)[1]
+    layer, feature_id = published.find_report(code)
+    props = published.get_feature(layer, feature_id).properties
+    assert props["name"] == "Mùi hôi (người dân phản ánh)"
+    assert props["description"] == "Khói đen từ lò đốt rác lúc 5 giờ sáng"
+    assert props["severity"] == 0  # not yet assessed, until an inspector says
+    assert published.list_inspections(layer, feature_id) == []
+    inspector = login(app.test_client(), "inspector")
+    detail = inspector.get(f"/hotspots/{layer}/{feature_id}").get_data(as_text=True)
+    assert "Chưa đánh giá" in detail and "kiểm tra ngày" not in detail.lower()
+    form = {"csrf_token": csrf_token(inspector, f"/hotspots/{layer}/{feature_id}"),
+            "to": "verified", "note": "Đã gọi điện cho chủ lò đốt — ghi chú nội bộ",
+            "version": published.get_feature(layer, feature_id).version}
+    moved = inspector.post(f"/hotspots/{layer}/{feature_id}/status", data=form)
+    assert moved.status_code == 302, moved.get_data(as_text=True)
+    page = client.get(f"/public/report/{code}?lang=vi").get_data(as_text=True)
+    steps = re.search(r'<ol class="timeline" id="public-timeline">(.*?)</ol>', page, re.S)
+    assert steps
+    items = re.findall(r"<li>(.*?)</li>", steps.group(1), re.S)
+    assert [re.sub(r"<[^>]+>", "", i).split(" · ")[1] for i in items] == [
+        "Tiếp nhận", "Đã xác minh"]
+    assert all(re.search(r"\d{2}/\d{2}/\d{4}", i) for i in items)
+    assert "ghi chú nội bộ" not in page and "inspector" not in page

@@ -26,7 +26,7 @@ from .common import (
     json_or_none,
     parsed_already,
     report_entry,
-    report_inspection,
+    report_photo_record,
     to_audit_entry,
     utc_now,
 )
@@ -184,24 +184,24 @@ class PostGISRecordsMixin:
         return [PublicMap.from_dict(r["config"]) for r in rows]
 
     def create_report(self, slug: str, geometry: BaseGeometry, properties: dict[str, Any], *,
-                      code: str, contact: str = "", description: str = "",
+                      code: str, contact: str = "",
                       photo: tuple[str, int, int, bytes] | None = None) -> int:
-        """A citizen's report: the hotspot, its private contact row and its photo, at once."""
+        """A citizen's report: the hotspot (their words are its description), its private
+        contact row and its photo, at once."""
         now = utc_now()
         with self._tx() as conn:
             row = self._layer_row(conn, slug, "update")
             [feature_id] = self._insert_many(conn, row, [(geometry, properties)], now)
             conn.execute("INSERT INTO reports (code, layer, feature_id, contact, created_at)"
                          " VALUES (%s, %s, %s, %s, %s)", (code, slug, feature_id, contact, now))
-            if description or photo:
+            if photo:
                 inspection_id = conn.execute(
                     "INSERT INTO inspections (layer, feature_id, inspected_on, inspector,"
                     " finding, created_at) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-                    (slug, feature_id, *report_inspection(now, description), now),
+                    (slug, feature_id, *report_photo_record(now), now),
                 ).fetchone()["id"]
-                if photo:
-                    conn.execute("INSERT INTO photos (inspection_id, mime, width, height, data)"
-                                 " VALUES (%s, %s, %s, %s, %s)", (inspection_id, *photo))
+                conn.execute("INSERT INTO photos (inspection_id, mime, width, height, data)"
+                             " VALUES (%s, %s, %s, %s, %s)", (inspection_id, *photo))
             self._audit(conn, CITIZEN, "report.create", layer=slug, feature_id=feature_id,
                         after=report_entry(properties, code), at=now)
         return feature_id

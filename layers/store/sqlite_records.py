@@ -25,7 +25,7 @@ from .common import (
     inspection_entry,
     json_or_none,
     report_entry,
-    report_inspection,
+    report_photo_record,
     to_audit_entry,
     utc_now,
 )
@@ -175,23 +175,23 @@ class RecordsMixin:
         return [PublicMap.from_dict(orjson.loads(r["config"])) for r in rows]
 
     def create_report(self, slug: str, geometry: BaseGeometry, properties: dict[str, Any], *,
-                      code: str, contact: str = "", description: str = "",
+                      code: str, contact: str = "",
                       photo: tuple[str, int, int, bytes] | None = None) -> int:
-        """A citizen's report: the hotspot, its private contact row and its photo, at once."""
+        """A citizen's report: the hotspot (their words are its description), its private
+        contact row and its photo, at once."""
         now = utc_now()
         with self._tx() as con:
             row = self._layer_row(con, slug)
             [feature_id] = self._insert_many(con, row, [(geometry, properties)], now)
             con.execute("INSERT INTO reports (code, layer, feature_id, contact, created_at)"
                         " VALUES (?, ?, ?, ?, ?)", (code, slug, feature_id, contact, now))
-            if description or photo:
+            if photo:
                 cur = con.execute(
                     "INSERT INTO inspections (layer, feature_id, inspected_on, inspector,"
                     " finding, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (slug, feature_id, *report_inspection(now, description), now))
-                if photo:
-                    con.execute("INSERT INTO photos (inspection_id, mime, width, height, data)"
-                                " VALUES (?, ?, ?, ?, ?)", (cur.lastrowid, *photo))
+                    (slug, feature_id, *report_photo_record(now), now))
+                con.execute("INSERT INTO photos (inspection_id, mime, width, height, data)"
+                            " VALUES (?, ?, ?, ?, ?)", (cur.lastrowid, *photo))
             self._audit(con, CITIZEN, "report.create", layer=slug, feature_id=feature_id,
                         after=report_entry(properties, code), at=now)
         return feature_id
