@@ -29,11 +29,10 @@ PAYLOADS = (
     "'\"><svg onload=\"window.__xss=4\">",
     "javascript:window.__xss=5",
     "\"');window.__xss=6;//",
-    # Template text: branca renders Folium's output again as Jinja, so these must stay text.
+    # Template text: branca renders Folium's output again as Jinja, so these must stay text
+    # (test_template_injection.py sends the whole corpus; titles hold at most 200 characters).
     "{{7*7}}",
-    "{% if 1 %}x{% endif %}",
     "{# x",
-    "{{ config }}",
 )
 N = len(PAYLOADS)
 ALL = " ".join(PAYLOADS)  # titles: every payload in one string

@@ -31,7 +31,8 @@ def test_standard_kinds_and_their_vocabularies():
     categories = {c.value for c in KINDS["hotspot"].field("category").choices}
     assert {"illegal_dumping", "water", "air", "noise", "odour", "polluting_facility",
             "illegal_extraction", "other"} == categories
-    assert [c.value for c in KINDS["hotspot"].field("severity").choices] == [1, 2, 3]
+    # 0 is "not yet assessed": a citizen report before an inspector sees it.
+    assert [c.value for c in KINDS["hotspot"].field("severity").choices] == [0, 1, 2, 3]
     assert {c.value for c in KINDS["collection_point"].field("type").choices} == {
         "transfer_point", "bin_cluster", "sorting_station"}
     assert {c.value for c in KINDS["ward"].field("type").choices} == {"phuong", "xa"}

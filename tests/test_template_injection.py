@@ -189,26 +189,51 @@ def test_the_folium_shell_is_the_same_whatever_the_data(planted: Flask,
         assert shell(plain, path) == shell(planted, path), path
 
 
+TEMPLATE_MODULES = ("jinja2", "branca", "flask", "markupsafe")
+# Calls that turn text into a template or into a branca element that renders as one.
+TEMPLATE_BUILDERS = {"Template", "Environment", "from_string", "render_template_string",
+                     "stream_template_string", "Element", "MacroElement", "Html",
+                     "JavascriptLink", "CssLink"}
+
+
+def template_names(tree: ast.Module) -> set[str]:
+    """Local names bound to the template engines' builders by this module's imports."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(TEMPLATE_MODULES):
+            names |= {a.asname or a.name for a in node.names if a.name in TEMPLATE_BUILDERS}
+        elif isinstance(node, ast.Import):
+            names |= {a.asname or a.name for a in node.names
+                      if a.name.startswith(TEMPLATE_MODULES)}
+    return names
+
+
 def test_no_code_builds_a_template_from_data() -> None:
     """Templates are built only from literal text in the source, at class level (Folium's
     ``_template`` pattern); nothing renders a string made at run time."""
     found = []
     for path in [*ROOT.glob("gis_service/**/*.py"), *ROOT.glob("layers/**/*.py")]:
         tree = ast.parse(path.read_text(encoding="utf-8"))
+        local = template_names(tree)
         class_level = {id(node.value) for cls in ast.walk(tree) if isinstance(cls, ast.ClassDef)
                        for node in cls.body if isinstance(node, ast.Assign)}
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue
-            name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
-            where = f"{path.relative_to(ROOT)}:{node.lineno}"
-            if name in {"render_template_string", "from_string", "stream_template_string",
-                        "Element", "MacroElement", "JavascriptLink", "CssLink"}:
-                found.append(f"{where} {name}")
-            elif name == "Template":
-                literal = (len(node.args) == 1 and not node.keywords
-                           and isinstance(node.args[0], ast.Constant)
-                           and isinstance(node.args[0].value, str))
-                if not (literal and id(node) in class_level):
-                    found.append(f"{where} Template from a non-literal")
+            func = node.func
+            if isinstance(func, ast.Name) and func.id in local:
+                name = func.id
+            elif isinstance(func, ast.Attribute) and func.attr in TEMPLATE_BUILDERS and (
+                    ast.unparse(func.value).split(".")[0] in local | {"app", "current_app"}):
+                name = func.attr
+            else:
+                continue
+            literal = (len(node.args) == 1 and not node.keywords
+                       and isinstance(node.args[0], ast.Constant)
+                       and isinstance(node.args[0].value, str))
+            if not (name == "Template" and literal and id(node) in class_level):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
     assert not found, found
+    # The check sees the one template the code does build: the map's data-free loader.
+    assert "Template" in template_names(ast.parse(
+        (ROOT / "gis_service" / "map_builder.py").read_text(encoding="utf-8")))
