@@ -13,6 +13,7 @@ from layers.ingest.archive import UploadLimits
 from layers.ingest.encoding import ENCODINGS
 from layers.ingest.pipeline import Preview, ReadOptions, preview_upload
 from layers.messages import Message
+from layers.store import Layer
 from layers.store.reimport import ReplacePlan
 from layers.wards import Wards
 
@@ -54,6 +55,16 @@ def run_preview(path: Path, name: str, options: ReadOptions) -> Preview:
                           city_bounds=tuple(config["CITY_BOUNDS"]),
                           wards=Wards.of(get_store()).shapes)
 
+
+
+def published_json(layer: Layer, preview: Preview) -> dict[str, Any]:
+    """The API's answer to a publish: the layer, and what the import repaired or left out,
+    so a script sees the same warnings a planner reads in the preview."""
+    return {**layer.to_dict(), "features": preview.feature_count,
+            "warnings": [tr(w) for w in preview.warnings],
+            "repaired": preview.geometry.repaired,
+            "dropped_empty": preview.geometry.dropped_empty,
+            "dropped_nonfinite": preview.geometry.dropped_nonfinite}
 
 
 def preview_json(preview: Preview) -> dict[str, Any]:

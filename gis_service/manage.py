@@ -37,7 +37,7 @@ from layers.store.base import FileWins
 from layers.store.reimport import ReplacePlan
 
 from .auth import require_role
-from .importing import plan_json, preview_json, read_options, run_preview
+from .importing import plan_json, preview_json, published_json, read_options, run_preview
 from .map_builder import MapLayer
 from .map_pages import render_map
 from .store_access import get_store
@@ -315,4 +315,4 @@ def api_import() -> ResponseReturnValue:
         layer = publish(get_store(), preview, spec, actor=current_user.get_id())
     finally:
         discard_upload(pending)
-    return jsonify({**layer.to_dict(), "features": preview.feature_count}), 201
+    return jsonify(published_json(layer, preview)), 201

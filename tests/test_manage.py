@@ -6,10 +6,12 @@ import io
 import re
 from pathlib import Path
 
+import geopandas as gpd
 import pytest
+from shapely.geometry import Polygon
 
 from layers.query import FeatureQuery
-from tests.ingest_files import TRAP_PRJ, write_shapefile, zip_files
+from tests.ingest_files import TRAP_PRJ, tm3, write_shapefile, zip_files
 from tests.support import csrf_token, login
 from tests.test_ingest import NAMES, hotspot_frame
 
@@ -210,3 +212,23 @@ def test_a_cut_shapefile_is_refused_in_vietnamese_and_stores_nothing(app, planne
                        content_type="multipart/form-data")
     assert api.status_code == 400 and "không đầy đủ" in api.json["error"]
     assert [la.slug for la in store.list_layers()] == before
+
+
+def test_api_publish_answers_what_was_repaired_and_left_out(app, planner, tmp_path):
+    bowtie = Polygon([tm3(106.80, 11.50), tm3(106.82, 11.52), tm3(106.82, 11.50),
+                      tm3(106.80, 11.52)])
+    square = Polygon([tm3(106.83, 11.50), tm3(106.84, 11.50), tm3(106.84, 11.51),
+                      tm3(106.83, 11.51)])
+    frame = gpd.GeoDataFrame({"TEN": ["hỏng", "tốt", "trống"]},
+                             geometry=[bowtie, square, None], crs=9212)
+    data = zip_files(tmp_path / "vung.zip", write_shapefile(tmp_path / "src", "vung", frame)
+                     ).read_bytes()
+    created = planner.post("/api/layers/import", headers={
+        "X-CSRFToken": csrf_token(planner, "/layers/")}, data={
+        "file": (io.BytesIO(data), "vung.zip"), "slug": "vung", "title": "Vùng"},
+        content_type="multipart/form-data")
+    assert created.status_code == 201, created.get_data(as_text=True)
+    body = created.json
+    assert body["features"] == 2 and body["repaired"] == 1 and body["dropped_empty"] == 1
+    assert len(body["warnings"]) >= 2 and all(isinstance(w, str) for w in body["warnings"])
+    assert any("make_valid" in w for w in body["warnings"])  # in Vietnamese, the tool named
