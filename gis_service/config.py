@@ -23,6 +23,8 @@ class DefaultConfig:
     ASSETS_DIR = str(Path(__file__).parent / "assets")
     # Languages the UI offers; the first is the default.
     LANGUAGES = ("vi", "en")
+    # The language of the command line's output (and of the core's messages in it).
+    CLI_LANG = "vi"
     BABEL_DEFAULT_LOCALE = "vi"
     BABEL_DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
     # Cookies: HttpOnly and SameSite always; Secure when served over https.

@@ -7,15 +7,19 @@ Also the one place where what the core says (``layers.messages.Message``) is tra
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Flask, current_app, has_request_context, request, session
+from flask import Flask, current_app, has_app_context, has_request_context, request, session
 from flask_babel import Babel, get_locale, gettext
 
 from layers.messages import Message
 
 
 def select_locale() -> str:
-    """``?lang=`` wins and is remembered in the session; then the browser's preference."""
+    """``?lang=`` wins and is remembered in the session; then the browser's preference.
+    Outside a request (the command line) it is ``CLI_LANG``."""
     languages = current_app.config["LANGUAGES"]
+    if not has_request_context():
+        cli = current_app.config["CLI_LANG"]
+        return cli if cli in languages else languages[0]
     asked = request.args.get("lang")
     if asked in languages:
         session["lang"] = asked
@@ -38,10 +42,10 @@ def page_lang() -> str:
 
 
 def tr(value: Any) -> Any:
-    """A core Message in the request's language (English outside a request: the CLI); any
-    other value unchanged."""
+    """A core Message in the request's language, or the command line's (``CLI_LANG``);
+    English outside the app (a notebook); any other value unchanged."""
     if isinstance(value, Message):
-        return value.translated(gettext, page_lang()) if has_request_context() else str(value)
+        return value.translated(gettext, page_lang()) if has_app_context() else str(value)
     return value
 
 

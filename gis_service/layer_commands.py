@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 from flask.cli import AppGroup
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from layers.errors import GisError
 from layers.ingest.mapping import guess_key, guess_mapping
@@ -17,30 +19,38 @@ from layers.ingest.validate import field_name
 from layers.kinds import KINDS
 from layers.store.base import FileWins
 
+from .i18n import tr
 from .importing import plan_json, preview_json, read_options, run_preview
 from .store_access import get_store
 
 layers_group = AppGroup("layers", help="Manage layers: import files, versions.")
 CLI_ACTOR = "cli"  # the audit log's name for changes made from the command line
+NOT_APPLIED = _l("Nothing was changed: rerun with --yes to apply.")
 
 
 def _summary(data: dict) -> str:
+    """The preview as the upload page shows it, in the command line's language."""
     crs = data["crs"]
     lines = [
-        f"Dataset: {data['dataset']} ({data['format']}), {data['feature_count']} features, "
-        f"{data['geometry_type']}",
-        f"CRS: EPSG:{crs['epsg']} ({crs['source']}, confidence {crs['confidence']:.0%})",
+        _("Dataset: %(name)s (%(format)s), %(count)d features, %(type)s", name=data["dataset"],
+          format=data["format"], count=data["feature_count"], type=data["geometry_type"]),
+        _("CRS: EPSG:%(epsg)s (%(source)s, confidence %(confidence)d%%)", epsg=crs["epsg"],
+          source=crs["source"], confidence=round(crs["confidence"] * 100)),
     ]
-    lines += [f"  candidate EPSG:{c['epsg']} {c['name']} ({c['confidence']:.0%}): {c['reason']}"
-              for c in crs["candidates"]]
+    lines += [_("  candidate EPSG:%(epsg)s %(name)s (%(confidence)d%%): %(reason)s",
+                epsg=c["epsg"], name=c["name"], confidence=round(c["confidence"] * 100),
+                reason=c["reason"]) for c in crs["candidates"]]
     if data["encoding"]:
         enc = data["encoding"]
-        lines.append(f"Encoding: {enc['used']} ({enc['source']}); detector: {enc['encoding']} "
-                     f"({enc['confidence']:.0%}): {enc['evidence']}")
-    lines.append("Fields: " + ", ".join(f"{f['name']} ({f['type']})" for f in data["fields"]))
-    lines += [f"Warning: {w}" for w in data["warnings"]]
+        lines.append(_("Encoding: %(used)s (%(source)s); detector: %(found)s (%(confidence)d%%): "
+                       "%(evidence)s", used=enc["used"], source=enc["source"],
+                       found=enc["encoding"], confidence=round(enc["confidence"] * 100),
+                       evidence=enc["evidence"]))
+    lines.append(_("Fields: %(fields)s", fields=", ".join(
+        f"{f['name']} ({f['type']})" for f in data["fields"])))
+    lines += [_("Warning: %(text)s", text=w) for w in data["warnings"]]
     if len(data["datasets"]) > 1:  # a zip's members, a GeoPackage's layers: --dataset NAME
-        lines += ["Datasets (--dataset NAME):", *(f"  {name}" for name in data["datasets"])]
+        lines += [_("Datasets (--dataset NAME):"), *(f"  {name}" for name in data["datasets"])]
     return "\n".join(lines)
 
 
@@ -58,16 +68,18 @@ def _file_wins(fields: tuple[str, ...]) -> FileWins:
 def diff_text(data: dict[str, Any]) -> str:
     """What a replace or restore will change, as the confirmation page shows it."""
     counts = data["counts"]
-    lines = [f"Changes to {data['layer']!r} (version {data['data_version']}, rows matched by "
-             f"{data['matched_by']}): {counts['added']} added, {counts['changed']} changed, "
-             f"{counts['unchanged']} unchanged, {counts['archived']} archived, "
-             f"{counts['conflicts']} conflicts with staff changes"]
+    lines = [_("Changes to %(layer)r (version %(version)d, rows matched by %(by)s): %(added)d "
+               "added, %(changed)d changed, %(unchanged)d unchanged, %(archived)d archived, "
+               "%(conflicts)d conflicts with staff changes", layer=data["layer"],
+               version=data["data_version"], by=data["matched_by"], **counts)]
     for kind, rows in data["examples"].items():
         lines += [f"  {kind}: key={e['key'] or '-'} id={e['feature_id'] or '-'} {e['name']}"
                   + (f" ({', '.join(e['fields'])})" if e["fields"] else "") for e in rows]
-    lines += [f"  conflict: key={c['key'] or '-'} id={c['feature_id']} {c['field']}: staff "
-              f"{c['staff']!r}, file {c['file']!r} -> keeps "
-              f"{'the file' if c['file_wins'] else 'staff'}'s" for c in data["conflicts"]]
+    lines += [_("  conflict: key=%(key)s id=%(id)s %(field)s: staff %(staff)r, file %(file)r "
+                "-> keeps %(winner)s", key=c["key"] or "-", id=c["feature_id"],
+                field=c["field"], staff=c["staff"], file=c["file"],
+                winner=_("the file's") if c["file_wins"] else _("staff's"))
+              for c in data["conflicts"]]
     return "\n".join(lines)
 
 
@@ -107,15 +119,16 @@ def import_command(file: Path, kind: str, title: str | None, slug: str | None, c
         if preview_only:
             return
         if preview.needs_confirmation and not yes:
-            raise click.ClickException(
-                f"The coordinate system EPSG:{preview.crs.epsg} was guessed or corrected. "
-                "Check it, then rerun with --yes, or give the right one with --crs EPSG."
-            )
+            raise click.ClickException(_(
+                "The coordinate system EPSG:%(epsg)s was guessed or corrected. Check it, then "
+                "rerun with --yes, or give the right one with --crs EPSG.",
+                epsg=preview.crs.epsg))
         field_map = guess_mapping(kind, [f.name for f in preview.fields])
         for item in mappings:
             target, sep, source = item.partition("=")
             if not sep:
-                raise click.BadParameter(f"{item!r} is not FIELD=COLUMN", param_hint="--map")
+                raise click.BadParameter(_("%(item)r is not FIELD=COLUMN", item=item),
+                                         param_hint="--map")
             field_map[target.strip()] = field_name(source.strip(), set())
         spec = PublishSpec(
             slug=replace_slug or slug or field_name(file.stem, set()).replace("_", "-")[:40],
@@ -133,13 +146,13 @@ def import_command(file: Path, kind: str, title: str | None, slug: str | None, c
             plan = plan_publish(get_store(), preview, spec)
             click.echo(diff_text(plan_json(plan)))
             if not yes:
-                raise click.ClickException("Nothing was changed: rerun with --yes to apply.")
+                raise click.ClickException(str(NOT_APPLIED))
             spec = replace(spec, expected_version=plan.data_version)
         layer = publish(get_store(), preview, spec, actor=CLI_ACTOR)
     except GisError as exc:
-        raise click.ClickException(exc.message) from None
-    click.echo(f"Published {preview.feature_count} features to {layer.slug!r} "
-               f"(version {layer.data_version}).")
+        raise click.ClickException(tr(exc.message)) from None
+    click.echo(_("Published %(count)d features to %(slug)r (version %(version)d).",
+                 count=preview.feature_count, slug=layer.slug, version=layer.data_version))
 
 
 @layers_group.command("list")
@@ -159,7 +172,7 @@ def versions_command(slug: str) -> None:
     try:
         versions = get_store().list_versions(slug)
     except GisError as exc:
-        raise click.ClickException(exc.message) from None
+        raise click.ClickException(tr(exc.message)) from None
     for v in versions:
         click.echo(json.dumps({"version": v.data_version, "features": v.feature_count,
                                "current": v.current, "created_at": v.created_at,
@@ -182,9 +195,10 @@ def restore_command(slug: str, version: int, file_wins: tuple[str, ...], yes: bo
         plan = store.plan_restore(slug, version, file_wins=wins)
         click.echo(diff_text(plan_json(plan)))
         if not yes:
-            raise click.ClickException("Nothing was changed: rerun with --yes to apply.")
+            raise click.ClickException(str(NOT_APPLIED))
         new = store.restore_version(slug, version, file_wins=wins,
                                     expected_version=plan.data_version, actor=CLI_ACTOR)
     except GisError as exc:
-        raise click.ClickException(exc.message) from None
-    click.echo(f"Version {version} of {slug!r} restored as version {new}.")
+        raise click.ClickException(tr(exc.message)) from None
+    click.echo(_("Version %(old)d of %(slug)r restored as version %(new)d.", old=version,
+                 slug=slug, new=new))

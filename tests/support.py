@@ -28,7 +28,10 @@ def test_database(db: Path) -> str:
 
 def make_app(db: Path, **overrides: object) -> Flask:
     """An app on ``db`` with the sample city and one account per role."""
+    # The command line speaks Vietnamese by default; tests read its English, except
+    # test_cli.py's check of the default.
     app = create_app({"TESTING": True, "DATABASE": test_database(db), "SECRET_KEY": "test-secret",
+                      "CLI_LANG": "en",
                       "RATELIMIT_DB": str(db.parent / "ratelimit.sqlite"),
                       "UPLOAD_DIR": str(db.parent / "uploads"), **overrides})
     store = app.extensions["gis_store"]

@@ -7,6 +7,7 @@ import pytest
 from werkzeug.security import check_password_hash
 
 from gis_service import create_app
+from layers.ingest.encoding import encode
 
 
 @pytest.fixture
@@ -100,10 +101,11 @@ def test_password_is_prompted_when_not_given(empty_app):
     assert check_password_hash(user.password_hash, "mat-khau-dai")
 
 
-def plain_shell(tmp_path, *args):
+def plain_shell(tmp_path, *args, env=None):
     """``gis-service ARGS`` as typed in a fresh shell: no GIS_SECRET_KEY, production mode."""
     env = {"GIS_DATABASE": str(tmp_path / "c.sqlite"), "PATH": "/usr/bin:/bin",
-           "GIS_RATELIMIT_DB": str(tmp_path / "rl.sqlite")}
+           "GIS_RATELIMIT_DB": str(tmp_path / "rl.sqlite"),
+           "GIS_UPLOAD_DIR": str(tmp_path / "uploads"), **(env or {})}
     exe = [sys.executable, "-c", "from gis_service.cli import main; main()"]
     return subprocess.run([*exe, *args], env=env, capture_output=True, text=True, timeout=120,
                           check=False)
@@ -128,3 +130,23 @@ def test_console_script_is_installed(tmp_path):
                             timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert "wards: 8 features" in result.stdout
+
+
+def test_an_import_speaks_vietnamese_from_a_plain_shell(tmp_path):
+    """A planner's import from the command line reads in Vietnamese, the core's evidence and
+    refusals included; GIS_CLI_LANG=en switches it to English."""
+    rows = ["Tên,Phường,Kinh độ,Vĩ độ,Ngày phát hiện",
+            "Bãi rác tự phát,Tân Phú,106.885,11.535,05/03/2024",
+            "Cống thoát nước hôi,P. Tân Bình,106.87,11.52,17/11/2024"]
+    csv = tmp_path / "diem.csv"
+    csv.write_bytes(encode("\r\n".join(rows) + "\r\n", "cp1258"))
+    preview = plain_shell(tmp_path, "layers", "import", str(csv), "--preview")
+    assert preview.returncode == 0, preview.stderr
+    assert "Tập dữ liệu: diem.csv (csv), 2 đối tượng" in preview.stdout
+    assert "Bảng mã: cp1258" in preview.stdout and "Cảnh báo:" in preview.stdout
+    assert "accented words" not in preview.stdout  # the encoding evidence is translated too
+    refused = plain_shell(tmp_path, "layers", "import", str(csv))
+    assert refused.returncode == 1 and "chạy lại với --yes" in refused.stderr
+    english = plain_shell(tmp_path, "layers", "import", str(csv), "--preview",
+                          env={"GIS_CLI_LANG": "en"})
+    assert "Dataset: diem.csv (csv), 2 features" in english.stdout
