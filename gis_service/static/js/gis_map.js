@@ -408,11 +408,25 @@
       }
 
       var timer = null;
-      map.on('moveend', function () {
-        writeView(map);
+      function schedule() {
         state.ready = false;
         clearTimeout(timer);
         timer = setTimeout(refresh, 150);
+      }
+      // Redrawing a layer removes the marker whose popup is open, and the popup with it; a
+      // popup's autopan moves the map, so its fetch waits until the popup closes. Dragging
+      // the map away closes the popup first.
+      var popupOpen = false, missed = false;
+      map.on('popupopen', function () { popupOpen = true; });
+      map.on('popupclose', function () {
+        popupOpen = false;
+        if (missed) { missed = false; schedule(); }
+      });
+      map.on('dragstart', function () { map.closePopup(); });
+      map.on('moveend', function () {
+        writeView(map);
+        if (popupOpen) { missed = true; return; }
+        schedule();
       });
       refresh();
     }
