@@ -321,3 +321,26 @@ def test_a_cut_shapefile_is_refused_not_partly_read(tmp_path, store):
         preview_upload(cut_shapefile_zip(tmp_path), "diem_cut.zip")
     assert "diem-cut" not in [la.slug for la in store.list_layers()]
 
+
+
+@pytest.mark.parametrize("kml", [
+    # A "<kml>" in a comment before the DOCTYPE must not end the prolog early.
+    '<?xml version="1.0"?><!-- <kml> --><!DOCTYPE kml [<!ENTITY x "y">]>'
+    '<kml xmlns="http://www.opengis.net/kml/2.2"><Placemark><name>&x;</name>'
+    "<Point><coordinates>106.85,11.52</coordinates></Point></Placemark></kml>",
+    '<?xml version="1.0"?><?pi <kml> ?>\n<!doctype kml [<!ENTITY x "y">]><kml/>',
+])
+def test_a_doctype_hidden_behind_a_comment_is_refused(tmp_path, kml):
+    path = tmp_path / "an.kml"
+    path.write_text(kml)
+    with pytest.raises(InvalidUpload, match="DOCTYPE"):
+        preview_upload(path, "an.kml")
+
+
+def test_a_utf16_kml_is_refused_since_its_doctype_could_not_be_seen(tmp_path):
+    """Refused (by the content check, or the UTF-8 rule behind it), never parsed."""
+    path = tmp_path / "utf16.kml"
+    path.write_bytes('<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE kml [<!ENTITY x "y">]>'
+                     '<kml xmlns="http://www.opengis.net/kml/2.2"/>'.encode("utf-16"))
+    with pytest.raises(InvalidUpload):
+        preview_upload(path, "utf16.kml")

@@ -43,7 +43,8 @@ LON_NAMES = ("lon", "lng", "long", "longitude", "kinh_do", "kinhdo", "x", "easti
 LAT_NAMES = ("lat", "latitude", "vi_do", "vido", "y", "northing", "toa_do_y", "toado_y")
 MAX_CSV_BYTES = 200 * 1024 * 1024
 MAX_SHX_BYTES = 100 + 8 * 10_000_000  # the index of ten million shapes
-KML_ROOT = re.compile(rb"<(?:\w+:)?kml[\s>/]")
+# What may come before an XML document's root element, besides a DOCTYPE.
+XML_PROLOG_SKIP = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->", re.S)
 MAX_LISTED = 200  # GeoPackage layers listed for the planner to choose from
 FOLDER = "folder"  # the column holding a KML Placemark's Folder path
 T = TypeVar("T")
@@ -74,12 +75,19 @@ def dataset_bytes(ds: Dataset, limit: int) -> bytes:
 
 
 def refuse_xml_entities(data: bytes, name: str) -> None:
-    """KML with a DOCTYPE can define external entities (XXE): such files are refused. A
-    DOCTYPE can only stand before the root element, however long that prolog is; after it,
-    "<!DOCTYPE html>" is text of an HTML description."""
-    root = KML_ROOT.search(data)
-    head = data[:root.start() if root else 65536].lower()
-    if b"<!doctype" in head or b"<!entity" in head:
+    """KML with a DOCTYPE can define entities (XXE, entity bombs): such files are refused.
+    A DOCTYPE can only stand in the prolog, before the root element; the prolog is read as
+    XML reads it (comments and processing instructions skipped), so a "<kml>" inside a
+    comment hides nothing, and "<!DOCTYPE html>" in a description after the root is text.
+    KML is UTF-8: a UTF-16 or UTF-32 file, which a byte search cannot read, is refused."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in data[:4]:
+        raise InvalidUpload(Message(
+            "{name} is not saved as UTF-8 text, as KML must be; save it as UTF-8 and upload "
+            "again", name=name))
+    pos = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    while (skipped := XML_PROLOG_SKIP.match(data, pos)) and skipped.end() > pos:
+        pos = skipped.end()
+    if data[pos:pos + 9].lower().startswith((b"<!doctype", b"<!entity")):
         raise InvalidUpload(Message(
             "{name} declares a DOCTYPE or XML entities, which KML does not need and which can "
             "be used to read files from the server; remove them and upload again", name=name))
