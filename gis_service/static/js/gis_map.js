@@ -291,11 +291,33 @@
     history.replaceState(history.state, '', window.location.pathname + window.location.search + hash);
   }
 
+  // A chain link drawn as SVG: an emoji would need a font the device may lack.
+  function linkIcon() {
+    var ns = 'http://www.w3.org/2000/svg';
+    var svg = document.createElementNS(ns, 'svg');
+    svg.setAttribute('viewBox', '0 0 24 24');
+    svg.setAttribute('width', '16');
+    svg.setAttribute('height', '16');
+    svg.setAttribute('aria-hidden', 'true');
+    ['M10 14a4 4 0 0 0 5.7 0l3-3a4 4 0 0 0-5.7-5.7l-1 1',
+     'M14 10a4 4 0 0 0-5.7 0l-3 3a4 4 0 0 0 5.7 5.7l1-1'].forEach(function (d) {
+      var path = document.createElementNS(ns, 'path');
+      path.setAttribute('d', d);
+      path.setAttribute('fill', 'none');
+      path.setAttribute('stroke', '#333');
+      path.setAttribute('stroke-width', '2');
+      path.setAttribute('stroke-linecap', 'round');
+      svg.appendChild(path);
+    });
+    return svg;
+  }
+
   function addCopyLink(map, cfg) {
     var control = L.control({ position: 'topleft' });
     control.onAdd = function () {
       var box = el('div', 'leaflet-bar gis-copy-link');
-      var button = el('a', null, '🔗');
+      var button = el('a');
+      button.appendChild(linkIcon());
       button.href = '#';
       button.setAttribute('role', 'button');
       button.title = cfg.messages.copy_link;
