@@ -13,7 +13,7 @@ from flask_babel import lazy_gettext as _l
 
 from layers.errors import InvalidQuery
 from layers.messages import Message
-from layers.query import parse_query
+from layers.query import whole_number
 from layers.store import AuditEntry
 
 from .auth import require_role
@@ -60,8 +60,9 @@ def _filters(args: dict[str, str]) -> dict[str, str | None]:
 
 
 def _offset(args: dict[str, str]) -> int:
-    """The page's offset, checked by the feature API's parser (a whole number, bounded)."""
-    return parse_query({"offset": [args.get("offset", "")]}, ()).offset
+    """The page's offset: a bounded whole number, or the start."""
+    text = args.get("offset", "").strip()
+    return whole_number("offset", text, 0, 10**9) if text else 0
 
 
 @bp.get("/audit")

@@ -15,6 +15,7 @@ from flask_login import current_user
 from layers.query import parse_query
 
 from .auth import login_manager
+from .paging import next_links, page_counts
 from .store_access import get_store
 
 bp = Blueprint("api", __name__)
@@ -67,17 +68,11 @@ def features(slug: str) -> ResponseReturnValue:
     args = request.args.to_dict(flat=False)
     query = parse_query(args, found.fields, ignore=COMMON_PARAMS)
     page = store.query_features(slug, query)
-    links = []
-    if page.next_offset is not None:
-        args["offset"] = [str(page.next_offset)]
-        args["limit"] = [str(query.limit)]
-        links.append({"rel": "next", "href": url_for(".features", slug=slug, **args)})
     body = {
         "type": "FeatureCollection",
         "features": [f.to_geojson(query.properties) for f in page.features],
-        "numberMatched": page.matched,
-        "numberReturned": len(page.features),
-        "links": links,
+        **page_counts(page),
+        "links": next_links(page, lambda **a: url_for(".features", slug=slug, **a), args),
     }
     # orjson: feature pages are the API's bulk; it serialises them several times faster.
     return current_app.response_class(orjson.dumps(body), mimetype="application/geo+json")

@@ -29,6 +29,7 @@ from layers.workflow import public_timeline
 
 from .map_builder import MapLayer
 from .map_pages import render_map, ward_index
+from .paging import next_links, page_counts
 from .ratelimit import Limit, client_key, limiter, too_many
 from .store_access import get_store
 
@@ -98,17 +99,17 @@ def cached(body: dict) -> ResponseReturnValue:
 def features(map_slug: str, layer_slug: str) -> ResponseReturnValue:
     layer = public_layer(map_slug, layer_slug)
     args = request.args.to_dict(flat=False)
-    query = parse_query({k: v for k, v in args.items() if k in ("bbox", "limit", "offset")},
-                        public_fields(layer))
+    paging = {k: v for k, v in args.items() if k in ("bbox", "limit", "after")}
+    query = parse_query(paging, public_fields(layer))
     if layer.kind == "hotspot":
-        query = FeatureQuery(query.bbox, query.limit, query.offset,
-                             {"status": PUBLIC_STATUSES})
+        query = FeatureQuery(query.bbox, query.limit, query.after, {"status": PUBLIC_STATUSES})
     page = get_store().query_features(layer_slug, query)
     return cached({
         "type": "FeatureCollection",
         "features": [public_json(layer, f) for f in page.features],
-        "numberMatched": page.matched,
-        "numberReturned": len(page.features),
+        **page_counts(page),
+        "links": next_links(page, lambda **a: url_for(".features", map_slug=map_slug,
+                                                      layer_slug=layer_slug, **a), paging),
     })
 
 

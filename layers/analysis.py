@@ -54,14 +54,15 @@ def layer_frame(store: Store, slug: str) -> gpd.GeoDataFrame:
     """
     rows: list[dict[str, Any]] = []
     geoms: list[BaseGeometry] = []
-    offset: int | None = 0
-    while offset is not None:
-        page = store.query_features(slug, FeatureQuery(limit=MAX_LIMIT, offset=offset))
+    after: tuple[int, int] | None = None
+    while True:
+        page = store.query_features(slug, FeatureQuery(limit=MAX_LIMIT, after=after))
         for f in page.features:
             rows.append({**f.properties, "id": f.id})  # the feature id wins over a property
             geoms.append(f.geometry)
-        # An empty page before the end means features were deleted meanwhile: stop there.
-        offset = page.next_offset if page.features else None
+        if page.next_after is None:
+            break
+        after = page.next_after
     frame = pd.DataFrame(rows, columns=None if rows else ["id"])
     frame = frame[["id", *[c for c in frame.columns if c != "id"]]]
     return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms, crs="EPSG:4326"),

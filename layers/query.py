@@ -8,6 +8,7 @@ input with the same message.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -18,17 +19,25 @@ from .messages import Message
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10000
 
+# A page resumes after the last feature of the one before: its place key and its id.
+_AFTER_RE = re.compile(r"^(\d{1,15})\.(\d{1,19})$")
+
 # Date fields are filtered by range: reported_from / reported_to on ``reported_at``.
 DATE_RANGE_PARAMS = {"reported_from": ("reported_at", ">="), "reported_to": ("reported_at", "<=")}
 
 
 @dataclass(frozen=True)
 class FeatureQuery:
-    """A validated query: bounding box, paging and equality/range filters."""
+    """A validated query: bounding box, paging and equality/range filters.
+
+    ``after`` is the (place key, id) of the last feature of the previous page, from the
+    page's ``next`` link: pages resume there instead of counting past an offset, so a
+    deep page costs what the first one costs.
+    """
 
     bbox: tuple[float, float, float, float] | None = None
     limit: int = DEFAULT_LIMIT
-    offset: int = 0
+    after: tuple[int, int] | None = None
     equals: dict[str, tuple[str | int, ...]] = field(default_factory=dict)
     ranges: tuple[tuple[str, str, str], ...] = ()  # (field, operator, iso date)
     properties: tuple[str, ...] | None = None  # only these properties in the answer
@@ -58,7 +67,8 @@ def _finite(x: float) -> bool:
     return x == x and x not in (float("inf"), float("-inf"))
 
 
-def _int_param(name: str, text: str, lo: int, hi: int) -> int:
+def whole_number(name: str, text: str, lo: int, hi: int) -> int:
+    """A bounded whole number from a parameter's text, or the reason it is not one."""
     try:
         value = int(text)
     except ValueError:
@@ -93,7 +103,7 @@ def parse_query(
     by_name = {f.name: f for f in fields}
     allowed = set(filter_params(fields))
     bbox = None
-    limit, offset = DEFAULT_LIMIT, 0
+    limit, after = DEFAULT_LIMIT, None
     equals: dict[str, tuple[str | int, ...]] = {}
     ranges: list[tuple[str, str, str]] = []
     properties: tuple[str, ...] | None = None
@@ -104,9 +114,9 @@ def parse_query(
         if name == "bbox":
             bbox = parse_bbox(values[-1])
         elif name == "limit":
-            limit = _int_param("limit", values[-1], 1, MAX_LIMIT)
-        elif name == "offset":
-            offset = _int_param("offset", values[-1], 0, 10**9)
+            limit = whole_number("limit", values[-1], 1, MAX_LIMIT)
+        elif name == "after":
+            after = parse_after(values[-1])
         elif name == "properties":
             properties = tuple(p.strip() for p in values[-1].split(",") if p.strip())
             unknown = sorted(set(properties) - set(by_name))
@@ -125,10 +135,23 @@ def parse_query(
         elif name in allowed:
             equals[name] = tuple(_filter_value(by_name[name], v) for v in values)
         else:
-            hint = ", ".join(["bbox", "limit", "offset", "properties", *sorted(allowed)])
+            hint = ", ".join(["bbox", "limit", "after", "properties", *sorted(allowed)])
             raise InvalidQuery(Message("Unknown parameter {name!r}; this layer accepts: {hint}",
                                        name=name, hint=hint))
-    return FeatureQuery(bbox, limit, offset, equals, tuple(ranges), properties)
+    return FeatureQuery(bbox, limit, after, equals, tuple(ranges), properties)
+
+
+def after_text(after: tuple[int, int]) -> str:
+    """An ``after`` value as a ``next`` link writes it, for ``parse_after`` to read."""
+    return f"{after[0]}.{after[1]}"
+
+
+def parse_after(text: str) -> tuple[int, int]:
+    """The (place key, id) of an ``after`` value, as a ``next`` link writes it."""
+    found = _AFTER_RE.match(text.strip())
+    if not found or int(found[1]) >= 2**48 or int(found[2]) >= 2**63:
+        raise InvalidQuery(Message("after must be the value of a next link, such as 0.25"))
+    return int(found[1]), int(found[2])
 
 
 def _filter_value(f: FieldDef, text: str) -> str | int:

@@ -14,10 +14,10 @@ def q(**params):
 
 
 def test_filters_bbox_and_paging_are_parsed():
-    query = q(bbox="106.8,11.5,106.9,11.55", limit="50", offset="100",
+    query = q(bbox="106.8,11.5,106.9,11.55", limit="50", after="281474976710655.9",
               status=["reported", "verified"], severity="3", reported_from="2022-01-01")
     assert query.bbox == (106.8, 11.5, 106.9, 11.55)
-    assert (query.limit, query.offset) == (50, 100)
+    assert (query.limit, query.after) == (50, (2**48 - 1, 9))
     assert query.equals == {"status": ("reported", "verified"), "severity": (3,)}
     assert query.ranges == (("reported_at", ">=", "2022-01-01"),)
 
@@ -37,7 +37,9 @@ def test_empty_values_mean_no_filter():
         ({"limit": "0"}, "between 1"),
         ({"limit": str(MAX_LIMIT + 1)}, "between 1"),
         ({"limit": "ten"}, "whole number"),
-        ({"offset": "-1"}, "between 0"),
+        ({"after": "-1"}, "next link"),
+        ({"after": "281474976710656.1"}, "next link"),
+        ({"offset": "1000"}, "Unknown parameter 'offset'"),
         ({"status": "fixed"}, "status must be one of"),
         ({"severity": "9"}, "severity must be one of"),
         ({"reported_from": "31/12/2022"}, "YYYY-MM-DD"),

@@ -3,6 +3,7 @@
 import sqlite3
 import threading
 import unicodedata
+from dataclasses import replace
 
 import pytest
 from shapely.geometry import Point, Polygon
@@ -120,17 +121,17 @@ def test_bbox_filters_and_paging(hotspots):
         return [f.id for f in hotspots.query_features("hotspots", query).features]
 
     assert matched() == ids
-    assert matched(bbox="106.825,11.4,106.855,11.6") == ids[3:6]
+    assert sorted(matched(bbox="106.825,11.4,106.855,11.6")) == ids[3:6]
     assert matched(status="resolved") == ids[1::2]
     assert matched(status="resolved", ward="1") == [ids[1], ids[7]]
     assert matched(reported_from="2022-01-01", reported_to="2023-12-31") == [
         ids[i] for i in range(10) if i % 5 in (2, 3)]
-    page = hotspots.query_features("hotspots", parse_query({"limit": ["4"], "offset": ["8"]},
-                                                           fields))
-    assert [f.id for f in page.features] == ids[8:] and page.matched == 10
-    assert page.next_offset is None
     first = hotspots.query_features("hotspots", parse_query({"limit": ["4"]}, fields))
-    assert first.next_offset == 4
+    assert [f.id for f in first.features] == ids[:4] and first.matched == 10
+    second = hotspots.query_features("hotspots", replace(first.query, after=first.next_after))
+    third = hotspots.query_features("hotspots", replace(first.query, after=second.next_after))
+    assert [f.id for f in second.features + third.features] == ids[4:]
+    assert third.matched == 10 and third.next_after is None
     assert hotspots.extent("hotspots") == pytest.approx((106.80, 11.50, 106.89, 11.50))
 
 

@@ -116,14 +116,16 @@ def test_integer_choices_filter_as_integers(hotspots):
     assert hotspots.query_features("hotspots", text).matched == 0
 
 
-def test_bbox_is_bounding_box_overlap_like_sqlite(store):
+def test_bbox_matches_the_shape_not_its_bounding_box(store):
     store.create_layer("wards", "Phường", "ward")
     # An L-shaped ward: its bounding box covers the query box, the ward itself does not.
     ell = Polygon([(106.80, 11.50), (106.90, 11.50), (106.90, 11.51), (106.81, 11.51),
                    (106.81, 11.60), (106.80, 11.60)])
     [fid] = store.add_features("wards", [(ell, {"code": "1", "name": "x", "type": "xa"})])
     inside_box_not_ward = FeatureQuery(bbox=(106.85, 11.55, 106.86, 11.56))
-    assert [f.id for f in store.query_features("wards", inside_box_not_ward).features] == [fid]
+    assert store.query_features("wards", inside_box_not_ward).features == []
+    across_the_arm = FeatureQuery(bbox=(106.805, 11.55, 106.86, 11.56))
+    assert [f.id for f in store.query_features("wards", across_the_arm).features] == [fid]
     touching = FeatureQuery(bbox=(106.90, 11.40, 107.0, 11.50))  # shares one corner
     assert store.query_features("wards", touching).matched == 1
     assert store.query_features("wards", FeatureQuery(bbox=(106.91, 11.4, 107.0, 11.5))

@@ -241,7 +241,7 @@ def test_api_one_feature(inspector):
         ("/api/layers/hotspots/features?bbox=106.9,11.6,106.8,11.5", 400, "bbox"),
         ("/api/layers/hotspots/features?limit=100000", 400, "limit"),
         ("/api/layers/hotspots/features?limit=-5", 400, "limit"),
-        ("/api/layers/hotspots/features?offset=x", 400, "offset"),
+        ("/api/layers/hotspots/features?after=x", 400, "after"),
         ("/api/layers/hotspots/features?status=open", 400, "status must be one of"),
         ("/api/layers/hotspots/features?reported_to=2024-13-01", 400, "YYYY-MM-DD"),
         ("/api/layers/wards/features?status=resolved", 400, "Unknown parameter 'status'"),

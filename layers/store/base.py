@@ -51,6 +51,8 @@ class Layer:
     data_version: int = 1
     created_at: str = ""
     updated_at: str = ""
+    # Counts every write to the layer's features: what caches of its tiles are keyed by.
+    revision: int = 0
 
     def to_dict(self, lang: str = "vi") -> dict[str, Any]:
         return {
@@ -124,16 +126,16 @@ STAFF_WINS = FileWins()  # the default: every conflict keeps the staff's value
 
 @dataclass(frozen=True)
 class FeaturePage:
-    """One page of a query's matches, with the total so callers can page on."""
+    """One page of a query's matches.
+
+    ``matched`` counts every match when that is cheap (up to ``place.COUNT_CAP``) and is
+    None beyond; ``next_after`` is the ``after`` of the following page, None on the last.
+    """
 
     features: list[Feature]
-    matched: int
+    matched: int | None
     query: FeatureQuery
-
-    @property
-    def next_offset(self) -> int | None:
-        end = self.query.offset + len(self.features)
-        return end if end < self.matched else None
+    next_after: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,7 @@ def to_layer(row: Row, load_json: Callable[[Any], Any]) -> Layer:
         data_version=row["data_version"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        revision=row["revision"],
     )
 
 

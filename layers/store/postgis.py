@@ -54,19 +54,20 @@ from .common import (
     layer_exists,
     layer_not_found,
     parsed_already,
-    range_operator,
     to_features,
     to_layer,
     utc_now,
 )
+from .place import place_rows
 from .postgis_accounts import ACCOUNTS_SCHEMA, PostGISAccountsMixin, upgrade_accounts
+from .postgis_place import PLACE_SCHEMA, SET_PLACE, query_page, touch_layer, upgrade_place
 from .postgis_records import RECORDS_SCHEMA, PostGISRecordsMixin
 from .postgis_reimport import FEATURES_UPGRADE, PostGISReimportMixin, upgrade_features
 
 Row = dict[str, Any]
 
 # Numbered as SQLite's schema is, so one version names one set of features in both.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # Serialises schema creation between processes starting at once (any constant will do).
 _MIGRATION_LOCK = 0x6715_0001
 SCHEMA = """
@@ -111,7 +112,7 @@ CREATE TABLE IF NOT EXISTS features (
 );
 CREATE INDEX IF NOT EXISTS features_layer ON features(layer_id, id);
 CREATE INDEX IF NOT EXISTS features_geom ON features USING GIST (geom);
-""" + FEATURES_UPGRADE
+""" + FEATURES_UPGRADE + PLACE_SCHEMA
 FEATURE_COLUMNS = ("f.id, ST_AsBinary(f.geom) AS geom, f.props, f.version, f.created_at,"
                    " f.updated_at, f.archived_at")
 # Row locks a write takes; callers name one by key, so no text from outside reaches SQL.
@@ -158,7 +159,10 @@ class _Pool:
         self._inherited: list[psycopg.Connection[Row]] = []
 
     def connect(self) -> psycopg.Connection[Row]:
-        conn = psycopg.connect(self.dsn, autocommit=True, row_factory=dict_row)
+        # Never prepared: after five uses psycopg would prepare a statement, and PostgreSQL
+        # then plans it once for any box, scanning every match of a city-wide one.
+        conn = psycopg.connect(self.dsn, autocommit=True, row_factory=dict_row,
+                               prepare_threshold=None)
         set_json_loads(orjson.loads, conn)
         return conn
 
@@ -250,6 +254,8 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, PostGISReimportMix
                 if 0 < found < 5:
                     upgrade_features(conn)
                 conn.execute(SCHEMA + RECORDS_SCHEMA + ACCOUNTS_SCHEMA)  # idempotent statements
+                if 0 < found < 6:
+                    upgrade_place(conn)
                 conn.execute("DELETE FROM gis_schema")
                 conn.execute("INSERT INTO gis_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
 
@@ -395,12 +401,15 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, PostGISReimportMix
                               include_srid=True)
         wkb = shapely.to_wkb(batch.geometries)
         keys = batch.keys or [None] * len(ids)
+        places = place_rows(batch.geometries)
         with conn.cursor().copy(
             "COPY features (id, layer_id, geom, props, created_at, updated_at, import_key,"
-            " base_geom, base_props) FROM STDIN"
+            " base_geom, base_props, hkey, minx, miny, maxx, maxy) FROM STDIN"
         ) as copy:
-            for i, g, p, k, w in zip(ids, ewkb.tolist(), props, keys, wkb.tolist(), strict=True):
-                copy.write_row((i, layer_id, g, p, now, now, k, w, p))
+            for i, g, p, k, w, place in zip(ids, ewkb.tolist(), props, keys, wkb.tolist(),
+                                            places, strict=True):
+                copy.write_row((i, layer_id, g, p, now, now, k, w, p, *place))
+        touch_layer(conn, layer_id, places)
         return ids
 
     @staticmethod
@@ -431,40 +440,15 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, PostGISReimportMix
                              r["data_version"] == current) for r in rows]
 
     @staticmethod
-    def _where(layer_id: int, query: FeatureQuery) -> tuple[str, list[Any]]:
-        """SQL condition and bound parameters; field names travel as parameters too."""
-        clauses = ["f.layer_id = %s AND f.archived_at IS NULL"]
-        params: list[Any] = [layer_id]
-        if query.bbox:
-            clauses.append("f.geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326)")
-            params += list(query.bbox)
-        for name, values in sorted(query.equals.items()):
-            # JSON equality: the integer 2 matches 2, not "2", as json_extract does in SQLite.
-            clauses.append("(f.props -> %s) = ANY(%s::jsonb[])")
-            params += [name, [json_text(v) for v in values]]
-        for name, op, value in query.ranges:
-            clauses.append(f'(f.props ->> %s) COLLATE "C" {range_operator(op)} %s')
-            params += [name, value]
-        return " AND ".join(clauses), params
-
-    @staticmethod
     def _to_features(slug: str, fields: tuple[FieldDef, ...], rows: list[Row]) -> list[Feature]:
         return to_features(slug, rows, _property_order(fields))
 
     def query_features(self, slug: str, query: FeatureQuery) -> FeaturePage:
         with self._con() as conn:
             row = self._layer_row(conn, slug)
-            where, params = self._where(row["id"], query)
-            total = conn.execute(
-                f"SELECT count(*) AS n FROM features f WHERE {where}", params  # noqa: S608
-            ).fetchone()["n"]
-            rows = conn.execute(
-                f"SELECT {FEATURE_COLUMNS} FROM features f WHERE {where}"  # noqa: S608
-                " ORDER BY f.id LIMIT %s OFFSET %s",
-                [*params, query.limit, query.offset],
-            ).fetchall()
-        return FeaturePage(self._to_features(slug, self._to_layer(row).fields, rows), total,
-                           query)
+            rows, matched, after = query_page(conn, row, query)
+        return FeaturePage(self._to_features(slug, self._to_layer(row).fields, rows), matched,
+                           query, after)
 
     def _feature_row(self, conn: psycopg.Connection[Row], slug: str, feature_id: int,
                      lock: str = "") -> Row:
@@ -516,11 +500,13 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, PostGISReimportMix
             geom, props = checked_edit(layer, current, expected_version, geometry, properties)
             props_json = json_text(props)
             _no_nul([props_json], 1)
+            places = place_rows([geom])
             conn.execute(
-                "UPDATE features SET geom = ST_GeomFromWKB(%s, 4326), props = %s::jsonb,"
-                " version = version + 1, updated_at = %s WHERE id = %s",
-                (shapely.to_wkb(geom), props_json, now, feature_id),
+                "UPDATE features SET geom = ST_GeomFromWKB(%s, 4326), props = %s::jsonb,"  # noqa: S608
+                f" version = version + 1, updated_at = %s, {SET_PLACE} WHERE id = %s",
+                (shapely.to_wkb(geom), props_json, now, *places[0], feature_id),
             )
+            touch_layer(conn, layer_row["id"], places)
             updated = self._feature(conn, layer_row, feature_id)
             self._audit(conn, actor, action, layer=slug, feature_id=feature_id, note=note,
                         before=current.to_geojson(), after=updated.to_geojson(), at=now)

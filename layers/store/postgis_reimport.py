@@ -15,6 +15,8 @@ import psycopg
 import shapely
 
 from .common import Batch, Item, json_text
+from .place import place_rows
+from .postgis_place import SET_PLACE, touch_layer
 from .reimport import Current, ReimportMixin, ReplacePlan, legacy_baselines
 
 Row = dict[str, Any]
@@ -96,16 +98,19 @@ class PostGISReimportMixin(ReimportMixin):
         updates = plan.updates
         geoms = shapely.to_wkb([u.geometry for u in updates]) if updates else []
         bases = shapely.to_wkb([u.base_geometry for u in updates]) if updates else []
+        places = place_rows([u.geometry for u in updates]) if updates else []
         with conn.cursor() as cur:
             cur.executemany(
-                "UPDATE features SET geom = ST_GeomFromWKB(%s, 4326), props = %s::jsonb,"
+                "UPDATE features SET geom = ST_GeomFromWKB(%s, 4326), props = %s::jsonb,"  # noqa: S608
                 " version = version + %s, updated_at = CASE WHEN %s THEN %s ELSE updated_at END,"
-                " base_geom = %s, base_props = %s::jsonb, archived_at = NULL WHERE id = %s",
+                f" base_geom = %s, base_props = %s::jsonb, archived_at = NULL, {SET_PLACE}"
+                " WHERE id = %s",
                 [(g, json_text(u.properties), int(bool(u.changed)), bool(u.changed), now, b,
-                  json_text(u.base_properties), u.id)
-                 for u, g, b in zip(updates, geoms, bases, strict=True)])
+                  json_text(u.base_properties), *place, u.id)
+                 for u, g, b, place in zip(updates, geoms, bases, places, strict=True)])
             cur.executemany("UPDATE features SET archived_at = %s WHERE id = %s",
                             [(now, c.id) for c in plan.archived])
+        touch_layer(conn, layer_id, places)
         if plan.added.properties:
             self._insert_batch(conn, layer_id, plan.added, now)
         conn.execute("UPDATE layers SET data_version = %s, updated_at = %s WHERE id = %s",

@@ -1,8 +1,9 @@
-"""The embedded default store: one SQLite file, an R*Tree over feature bounding boxes.
+"""The embedded default store: one SQLite file, features indexed by place (``place``).
 
 No server and no extension: geometries are WKB blobs, properties JSON text, and the
-spatial index is SQLite's built-in R*Tree module. The file runs in WAL mode so map
-readers never wait for a writer; every write is one ``BEGIN IMMEDIATE`` transaction.
+spatial index is a B-tree over each feature's Z-order key and float64 box. The file runs
+in WAL mode so map readers never wait for a writer; every write is one
+``BEGIN IMMEDIATE`` transaction.
 """
 
 from __future__ import annotations
@@ -34,16 +35,17 @@ from .common import (
     json_text,
     layer_exists,
     layer_not_found,
-    range_operator,
     to_features,
     to_layer,
     utc_now,
 )
+from .place import place_rows
 from .sqlite_accounts import ACCOUNTS_SCHEMA, AccountsMixin, upgrade_accounts
+from .sqlite_place import PLACE_INDEX, SET_PLACE, query_page, touch_layer, upgrade_place
 from .sqlite_records import RECORDS_SCHEMA, RecordsMixin
 from .sqlite_reimport import FEATURES_TABLE, SQLiteReimportMixin, upgrade_features
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
     id INTEGER PRIMARY KEY,
@@ -56,7 +58,10 @@ CREATE TABLE IF NOT EXISTS layers (
     fields TEXT NOT NULL DEFAULT '[]',
     data_version INTEGER NOT NULL DEFAULT 1,
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    span_x REAL NOT NULL DEFAULT 0,
+    span_y REAL NOT NULL DEFAULT 0,
+    revision INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS layer_versions (
     layer_id INTEGER NOT NULL REFERENCES layers(id) ON DELETE CASCADE,
@@ -75,8 +80,7 @@ CREATE TABLE IF NOT EXISTS feature_archive (
 CREATE INDEX IF NOT EXISTS feature_archive_version ON feature_archive(layer_id, data_version);
 """ + FEATURES_TABLE.format(name="features") + """
 CREATE INDEX IF NOT EXISTS features_layer ON features(layer_id, id);
-CREATE VIRTUAL TABLE IF NOT EXISTS features_rtree USING rtree(id, minx, maxx, miny, maxy);
-"""
+""" + PLACE_INDEX
 
 
 class SQLiteStore(AccountsMixin, RecordsMixin, SQLiteReimportMixin, Store):
@@ -106,6 +110,8 @@ class SQLiteStore(AccountsMixin, RecordsMixin, SQLiteReimportMixin, Store):
                 upgrade_accounts(con)
             if 0 < found < 5:
                 upgrade_features(con)
+            if 0 < found < 6:
+                upgrade_place(con)
             # executescript manages its own transaction; the statements are idempotent.
             con.executescript(
                 SCHEMA + RECORDS_SCHEMA + ACCOUNTS_SCHEMA
@@ -215,11 +221,6 @@ class SQLiteStore(AccountsMixin, RecordsMixin, SQLiteReimportMixin, Store):
             layer_id = row["id"]
             self._audit(con, actor, "layer.delete", layer=slug,
                         before=self._to_layer(row).to_dict())
-            con.execute(
-                "DELETE FROM features_rtree"
-                " WHERE id IN (SELECT id FROM features WHERE layer_id = ?)",
-                (layer_id,),
-            )
             con.execute("DELETE FROM features WHERE layer_id = ?", (layer_id,))
             con.execute("DELETE FROM layers WHERE id = ?", (layer_id,))
 
@@ -256,31 +257,29 @@ class SQLiteStore(AccountsMixin, RecordsMixin, SQLiteReimportMixin, Store):
 
     def _insert_batch(self, con: sqlite3.Connection, layer_id: int, batch: Batch, now: str
                       ) -> list[int]:
-        """Write one checked batch with its R*Tree boxes; its ids, in the items' order.
+        """Write one checked batch with its place columns; its ids, in the items' order.
 
         Each feature is its own baseline until an import changes it (``reimport``).
         """
-        # Ids are assigned here so the R*Tree rows can be written in the same batch; the
-        # write transaction is exclusive, so nobody else can take them meanwhile. Past the
-        # AUTOINCREMENT sequence too, so an id once handed out is never handed out again.
+        # Ids are assigned here, in the items' order; the write transaction is exclusive, so
+        # nobody else can take them meanwhile. Past the AUTOINCREMENT sequence too, so an
+        # id once handed out is never handed out again.
         start = con.execute(
             "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'features'), 0),"
             " coalesce((SELECT max(id) FROM features), 0)) + 1").fetchone()[0]
         ids = list(range(start, start + len(batch.properties)))
         wkb = shapely.to_wkb(batch.geometries)
         keys = batch.keys or [None] * len(ids)
+        places = place_rows(batch.geometries)
         con.executemany(
             "INSERT INTO features (id, layer_id, geom, props, created_at, updated_at,"
-            " import_key, base_geom, base_props) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(i, layer_id, w, text, now, now, k, w, text)
-             for i, w, k, text in zip(ids, wkb, keys, map(json_text, batch.properties),
-                                      strict=True)],
+            " import_key, base_geom, base_props, hkey, minx, miny, maxx, maxy)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(i, layer_id, w, text, now, now, k, w, text, *p)
+             for i, w, k, text, p in zip(ids, wkb, keys, map(json_text, batch.properties),
+                                         places, strict=True)],
         )
-        bounds = shapely.bounds(batch.geometries)
-        con.executemany(
-            "INSERT INTO features_rtree (id, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)",
-            [(i, b[0], b[2], b[1], b[3]) for i, b in zip(ids, bounds.tolist(), strict=True)],
-        )
+        touch_layer(con, layer_id, places)
         return ids
 
     @staticmethod
@@ -315,41 +314,12 @@ class SQLiteStore(AccountsMixin, RecordsMixin, SQLiteReimportMixin, Store):
         ]
 
     @staticmethod
-    def _where(layer_id: int, query: FeatureQuery) -> tuple[str, list[Any]]:
-        """SQL condition and bound parameters; field names travel as JSON-path parameters."""
-        clauses = ["f.layer_id = ? AND f.archived_at IS NULL"]
-        params: list[Any] = [layer_id]
-        if query.bbox:
-            minx, miny, maxx, maxy = query.bbox
-            clauses.append(
-                "f.id IN (SELECT id FROM features_rtree"
-                " WHERE minx <= ? AND maxx >= ? AND miny <= ? AND maxy >= ?)"
-            )
-            params += [maxx, minx, maxy, miny]
-        for name, values in sorted(query.equals.items()):
-            marks = ", ".join("?" * len(values))
-            clauses.append(f"json_extract(f.props, ?) IN ({marks})")
-            params += [f"$.{name}", *values]
-        for name, op, value in query.ranges:
-            clauses.append(f"json_extract(f.props, ?) {range_operator(op)} ?")
-            params += [f"$.{name}", value]
-        return " AND ".join(clauses), params
-
-    @staticmethod
     def _to_features(slug: str, rows: list[sqlite3.Row]) -> list[Feature]:
         return to_features(slug, rows, orjson.loads)
 
     def query_features(self, slug: str, query: FeatureQuery) -> FeaturePage:
-        con = self._con()
-        layer_id = self._layer_row(con, slug)["id"]
-        where, params = self._where(layer_id, query)
-        matched = con.execute(f"SELECT count(*) FROM features f WHERE {where}", params)  # noqa: S608
-        total = matched.fetchone()[0]
-        rows = con.execute(
-            f"SELECT * FROM features f WHERE {where} ORDER BY f.id LIMIT ? OFFSET ?",  # noqa: S608
-            [*params, query.limit, query.offset],
-        ).fetchall()
-        return FeaturePage(self._to_features(slug, rows), total, query)
+        rows, matched, after = query_page(self._con(), self._layer_row(self._con(), slug), query)
+        return FeaturePage(self._to_features(slug, rows), matched, query, after)
 
     def _feature_row(self, con: sqlite3.Connection, slug: str, feature_id: int,
                      archived: bool = False) -> sqlite3.Row:
@@ -385,16 +355,13 @@ class SQLiteStore(AccountsMixin, RecordsMixin, SQLiteReimportMixin, Store):
             layer = self.get_layer(slug)
             current = self._to_features(slug, [row])[0]
             geom, props = checked_edit(layer, current, expected_version, geometry, properties)
+            places = place_rows([geom])
             con.execute(
-                "UPDATE features SET geom = ?, props = ?, version = version + 1, updated_at = ?"
-                " WHERE id = ?",
-                (shapely.to_wkb(geom), json_text(props), now, feature_id),
+                "UPDATE features SET geom = ?, props = ?, version = version + 1,"  # noqa: S608
+                f" updated_at = ?, {SET_PLACE} WHERE id = ?",
+                (shapely.to_wkb(geom), json_text(props), now, *places[0], feature_id),
             )
-            minx, miny, maxx, maxy = geom.bounds
-            con.execute(
-                "UPDATE features_rtree SET minx = ?, maxx = ?, miny = ?, maxy = ? WHERE id = ?",
-                (minx, maxx, miny, maxy, feature_id),
-            )
+            touch_layer(con, row["layer_id"], places)
             updated = self._to_features(slug, [self._feature_row(con, slug, feature_id)])[0]
             self._audit(con, actor, action, layer=slug, feature_id=feature_id, note=note,
                         before=current.to_geojson(), after=updated.to_geojson(), at=now)
@@ -404,10 +371,8 @@ class SQLiteStore(AccountsMixin, RecordsMixin, SQLiteReimportMixin, Store):
         con = self._con()
         layer_id = self._layer_row(con, slug)["id"]
         row = con.execute(
-            "SELECT min(r.minx), min(r.miny), max(r.maxx), max(r.maxy) FROM features_rtree r"
-            " JOIN features f ON f.id = r.id WHERE f.layer_id = ? AND f.archived_at IS NULL",
-            (layer_id,),
-        ).fetchone()
+            "SELECT min(minx), min(miny), max(maxx), max(maxy) FROM features"
+            " WHERE layer_id = ? AND archived_at IS NULL", (layer_id,)).fetchone()
         return None if row[0] is None else (row[0], row[1], row[2], row[3])
 
     def count_features(self, slug: str) -> int:

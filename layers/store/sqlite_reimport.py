@@ -13,10 +13,11 @@ from contextlib import contextmanager
 
 import orjson
 import shapely
-from shapely.geometry.base import BaseGeometry
 
 from .common import Batch, Item, json_text
+from .place import place_rows
 from .reimport import Current, ReimportMixin, ReplacePlan, legacy_baselines
+from .sqlite_place import SET_PLACE, touch_layer
 
 FEATURES_TABLE = """
 CREATE TABLE IF NOT EXISTS {name} (
@@ -30,14 +31,19 @@ CREATE TABLE IF NOT EXISTS {name} (
     import_key TEXT,
     base_geom BLOB,
     base_props TEXT,
-    archived_at TEXT
+    archived_at TEXT,
+    hkey INTEGER NOT NULL DEFAULT 0,
+    minx REAL NOT NULL DEFAULT 0,
+    miny REAL NOT NULL DEFAULT 0,
+    maxx REAL NOT NULL DEFAULT 0,
+    maxy REAL NOT NULL DEFAULT 0
 );
 """
 
 
 def upgrade_features(con: sqlite3.Connection) -> None:
     """Schema 5, for a file of an older one: rebuild ``features`` with AUTOINCREMENT,
-    keeping every id (so the R*Tree, inspections and the audit log still point right), and
+    keeping every id (so inspections and the audit log still point right), and
     start the id sequence past every id history names, so none is handed out again.
 
     The baseline of each feature is what it held before its first edit by staff, read
@@ -130,16 +136,15 @@ class SQLiteReimportMixin(ReimportMixin):
         updates = plan.updates
         geoms = shapely.to_wkb([u.geometry for u in updates]) if updates else []
         bases = shapely.to_wkb([u.base_geometry for u in updates]) if updates else []
+        places = place_rows([u.geometry for u in updates]) if updates else []
         conn.executemany(
-            "UPDATE features SET geom = ?, props = ?, version = version + ?,"
+            "UPDATE features SET geom = ?, props = ?, version = version + ?,"  # noqa: S608
             " updated_at = CASE WHEN ? THEN ? ELSE updated_at END, base_geom = ?,"
-            " base_props = ?, archived_at = NULL WHERE id = ?",
+            f" base_props = ?, archived_at = NULL, {SET_PLACE} WHERE id = ?",
             [(g, json_text(u.properties), int(bool(u.changed)), bool(u.changed), now, b,
-              json_text(u.base_properties), u.id)
-             for u, g, b in zip(updates, geoms, bases, strict=True)])
-        conn.executemany(
-            "UPDATE features_rtree SET minx = ?, maxx = ?, miny = ?, maxy = ? WHERE id = ?",
-            [(*_box(u.geometry), u.id) for u in updates if "geometry" in u.changed])
+              json_text(u.base_properties), *place, u.id)
+             for u, g, b, place in zip(updates, geoms, bases, places, strict=True)])
+        touch_layer(conn, layer_id, places)
         conn.executemany("UPDATE features SET archived_at = ? WHERE id = ?",
                          [(now, c.id) for c in plan.archived])
         if plan.added.properties:
@@ -147,8 +152,3 @@ class SQLiteReimportMixin(ReimportMixin):
         conn.execute("UPDATE layers SET data_version = ?, updated_at = ? WHERE id = ?",
                      (current + 1, now, layer_id))
 
-
-def _box(geometry: BaseGeometry) -> tuple[float, float, float, float]:
-    """(minx, maxx, miny, maxy): the R*Tree's column order."""
-    minx, miny, maxx, maxy = geometry.bounds
-    return minx, maxx, miny, maxy

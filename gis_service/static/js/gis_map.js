@@ -167,25 +167,16 @@
     return response.json();
   }
 
-  // The first page says how many features match; the rest are then fetched three at a
-  // time rather than one after another.
+  // Each page links to the next one (it resumes after the page's last feature).
   async function fetchAll(url, signal) {
-    var first = await getPage(url, signal);
-    var pages = [first];
-    var rest = [];
-    for (var offset = first.numberReturned; first.numberReturned && offset < first.numberMatched;
-         offset += first.numberReturned) {
-      var next = new URL(url, window.location.href);
-      next.searchParams.set('offset', String(offset));
-      rest.push(next.toString());
+    var features = [];
+    while (url) {
+      var page = await getPage(url, signal);
+      features = features.concat(page.features);
+      var next = (page.links || []).filter(function (l) { return l.rel === 'next'; })[0];
+      url = next ? next.href : null;
     }
-    for (var i = 0; i < rest.length; i += 3) {
-      pages = pages.concat(await Promise.all(rest.slice(i, i + 3).map(function (u) {
-        return getPage(u, signal);
-      })));
-    }
-    return { type: 'FeatureCollection',
-             features: [].concat.apply([], pages.map(function (p) { return p.features; })) };
+    return { type: 'FeatureCollection', features: features };
   }
 
   function clampBounds(bounds) {

@@ -1,0 +1,143 @@
+"""SQLite's side of ``place``: the place columns, their upgrade, and paged box queries.
+
+A box query walks the cover's key ranges in order through one B-tree index (which holds
+the float64 box too, so the box test needs no table row), and stops when the page is
+full. Polygons and lines are then tested against the box itself: a feature whose box
+overlaps the query box but whose shape does not is no match.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import shapely
+
+from ..query import FeatureQuery
+from .common import range_operator
+from .place import BOX_TEST, COUNT_CAP, box_args, cover, page_rows, place_rows, spans
+
+PLACE_COLUMNS = {"hkey": "INTEGER", "minx": "REAL", "miny": "REAL", "maxx": "REAL",
+                 "maxy": "REAL"}
+LAYER_COLUMNS = {"span_x": "REAL", "span_y": "REAL", "revision": "INTEGER"}
+PLACE_INDEX = """
+CREATE INDEX IF NOT EXISTS features_place ON features(layer_id, hkey, id, minx, maxx, miny, maxy)
+    WHERE archived_at IS NULL;
+"""
+COLUMNS = ("f.id, f.hkey, f.geom, f.props, f.version, f.created_at, f.updated_at,"
+           " f.archived_at")
+SET_PLACE = "hkey = ?, minx = ?, miny = ?, maxx = ?, maxy = ?"
+_BOX = BOX_TEST.format(m="?")
+
+
+def upgrade_place(con: sqlite3.Connection) -> None:
+    """Schema 6, for a file of an older one: fill the place columns from each geometry
+    and drop the R*Tree they replace, in one transaction."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        for table, columns in (("features", PLACE_COLUMNS), ("layers", LAYER_COLUMNS)):
+            have = {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns.items():
+                if name not in have:
+                    con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind} NOT NULL"
+                                " DEFAULT 0")
+        last = 0
+        while rows := con.execute("SELECT id, geom FROM features WHERE id > ? ORDER BY id"
+                                  " LIMIT 5000", (last,)).fetchall():
+            places = place_rows(shapely.from_wkb([r[1] for r in rows]))
+            con.executemany(f"UPDATE features SET {SET_PLACE} WHERE id = ?",  # noqa: S608
+                            [(*p, r[0]) for p, r in zip(places, rows, strict=True)])
+            last = rows[-1][0]
+        con.execute("UPDATE layers SET span_x = (SELECT coalesce(max(maxx - minx), 0)"
+                    " FROM features f WHERE f.layer_id = layers.id), span_y ="
+                    " (SELECT coalesce(max(maxy - miny), 0) FROM features f"
+                    " WHERE f.layer_id = layers.id)")
+        con.execute("DROP TABLE IF EXISTS features_rtree")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def touch_layer(con: sqlite3.Connection, layer_id: int,
+                places: list[tuple[int, float, float, float, float]]) -> None:
+    """Record a write to the layer's features: a new revision, and the spans widened to
+    hold the features just written."""
+    span_x, span_y = spans(places)
+    con.execute("UPDATE layers SET span_x = max(span_x, ?), span_y = max(span_y, ?),"
+                " revision = revision + 1 WHERE id = ?", (span_x, span_y, layer_id))
+
+
+def _filters(query: FeatureQuery) -> tuple[str, list[Any]]:
+    """The property filters as SQL; field names travel as JSON-path parameters."""
+    clauses, params = [], []
+    for name, values in sorted(query.equals.items()):
+        clauses.append(f" AND json_extract(f.props, ?) IN ({', '.join('?' * len(values))})")
+        params += [f"$.{name}", *values]
+    for name, op, value in query.ranges:
+        clauses.append(f" AND json_extract(f.props, ?) {range_operator(op)} ?")
+        params += [f"$.{name}", value]
+    return "".join(clauses), params
+
+
+def query_page(con: sqlite3.Connection, layer: sqlite3.Row, query: FeatureQuery
+               ) -> tuple[list[sqlite3.Row], int | None, tuple[int, int] | None]:
+    """One page of rows, the number matched (None past COUNT_CAP) and the next ``after``."""
+    want = query.limit + 1
+    if query.bbox is None:
+        where, params = _filters(query)
+        after = query.after[1] if query.after else 0
+        rows = con.execute(
+            f"SELECT {COLUMNS} FROM features f WHERE f.layer_id = ? AND f.archived_at IS NULL"  # noqa: S608
+            f" AND f.id > ?{where} ORDER BY f.id LIMIT ?",
+            [layer["id"], after, *params, want]).fetchall()
+        page, after_next = page_rows(rows, query.limit, by_place=False)
+        if query.after is None and after_next is None:
+            return page, len(page), None
+        found = con.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM features f WHERE f.layer_id = ?"  # noqa: S608
+            f" AND f.archived_at IS NULL{where} LIMIT ?)",
+            [layer["id"], *params, COUNT_CAP + 1]).fetchone()[0]
+        return page, found if found <= COUNT_CAP else None, after_next
+    rows = list(_in_box(con, layer, query, query.after, want, COLUMNS))
+    page, after_next = page_rows(rows, query.limit, by_place=True)
+    if query.after is None and after_next is None:
+        return page, len(page), None
+    # Counted from the index alone for points; other shapes are read to test them.
+    counted = "f.id, f.hkey" if layer["geometry_type"] == "Point" else "f.id, f.hkey, f.geom"
+    found = sum(1 for _ in _in_box(con, layer, query, None, COUNT_CAP + 1, counted))
+    return page, found if found <= COUNT_CAP else None, after_next
+
+
+def _in_box(con: sqlite3.Connection, layer: sqlite3.Row, query: FeatureQuery,
+            after: tuple[int, int] | None, want: int, columns: str
+            ) -> Iterator[sqlite3.Row]:
+    """Up to ``want`` features in the query's box, in (key, id) order after ``after``;
+    ``columns`` are those to read (``geom`` among them unless the layer holds points)."""
+    assert query.bbox is not None
+    where, params = _filters(query)
+    shape = None if layer["geometry_type"] == "Point" else shapely.box(*query.bbox)
+    key, last_id = after or (-1, -1)
+    sql = (f"SELECT {columns} FROM features f INDEXED BY features_place"  # noqa: S608
+           " WHERE f.layer_id = ? AND f.archived_at IS NULL AND f.hkey BETWEEN ? AND ?"
+           f" AND (f.hkey > ? OR f.id > ?) AND {_BOX}{where} ORDER BY f.hkey, f.id LIMIT ?")
+    for lo, hi in cover(query.bbox, (layer["span_x"], layer["span_y"])):
+        if hi < key:
+            continue
+        start, start_id = (key, last_id) if lo <= key else (lo, -1)
+        while want > 0:
+            chunk = want if shape is None else max(want, 200)
+            rows = con.execute(sql, [layer["id"], start, hi, start, start_id,
+                                     *box_args(query.bbox), *params, chunk]).fetchall()
+            kept = rows
+            if shape is not None and rows:
+                hits = shapely.intersects(shapely.from_wkb([r["geom"] for r in rows]), shape)
+                kept = [r for r, hit in zip(rows, hits.tolist(), strict=True) if hit]
+            yield from kept[:want]
+            want -= min(len(kept), want)
+            if len(rows) < chunk:
+                break
+            start, start_id = rows[-1]["hkey"], rows[-1]["id"]
+        if want <= 0:
+            return
