@@ -10,7 +10,8 @@ PORT   ?= 5000
 ASSETS := gis_service/assets
 APT    := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
 
-.PHONY: run test install install-test assets translations update-translations system-deps lint clean
+.PHONY: run test install install-test assets translations update-translations system-deps lint clean \
+        bench-deps
 
 run: install                        ## install, load the sample city if empty, serve on :5000
 	GIS_ENV_NAME=$${GIS_ENV_NAME:-development} $(BIN)/gis-service init
@@ -59,6 +60,9 @@ system-deps:                        ## Debian's Chromium and PostgreSQL/PostGIS 
 
 lint:
 	$(BIN)/ruff check .
+
+bench-deps:                         ## wrk, nginx, GDAL bindings, pygeoapi and tipg for benchmarks/
+	bash benchmarks/alternatives.sh
 
 clean:
 	rm -rf $(VENV) $(ASSETS)/node_modules
