@@ -128,7 +128,7 @@ STAFF_WINS = FileWins()  # the default: every conflict keeps the staff's value
 class FeaturePage:
     """One page of a query's matches.
 
-    ``matched`` counts every match when that is cheap (up to ``place.COUNT_CAP``) and is
+    ``matched`` counts every match when that is cheap (up to ``place.count_cap``) and is
     None beyond; ``next_after`` is the ``after`` of the following page, None on the last.
     """
 

@@ -14,6 +14,7 @@ is widened by half the widest feature of the layer (the layer's ``span``).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -23,8 +24,14 @@ import shapely
 
 BITS = 24
 _SIDE = 1 << BITS
-CELLS_PER_SIDE = 8  # a cover has at most 9 × 9 cells: few ranges, little scanned outside
-COUNT_CAP = 10_000  # numberMatched is counted up to this, and left out beyond it
+EDGE_SPLITS = 5  # a cover's edge cells are 2^-5 of the box: about 100 ranges at most
+COUNT_CAP = 10_000  # numberMatched is never counted past this
+
+
+def count_cap(limit: int) -> int:
+    """How far a query with this page size counts its matches (``numberMatched`` is left
+    out beyond): ten pages' worth, so counting costs what a few pages cost."""
+    return min(COUNT_CAP, 10 * limit)
 
 Bounds = tuple[float, float, float, float]
 Row = Any  # a database row that reads by column name
@@ -38,6 +45,19 @@ def _spread(v: np.ndarray) -> np.ndarray:
                         (1, 0x5555555555555555)):
         v = (v | (v << np.uint64(shift))) & np.uint64(mask)
     return v
+
+
+def _spread_int(v: int) -> int:
+    for shift, mask in ((16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF),
+                        (4, 0x0F0F0F0F0F0F0F0F), (2, 0x3333333333333333),
+                        (1, 0x5555555555555555)):
+        v = (v | (v << shift)) & mask
+    return v
+
+
+def _code(cx: int, cy: int) -> int:
+    """The Z-order code of one cell (``_morton`` for a single cell, without numpy)."""
+    return _spread_int(cx) | (_spread_int(cy) << 1)
 
 
 def _grid(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,32 +88,48 @@ def spans(rows: Sequence[tuple[int, float, float, float, float]]) -> tuple[float
     return float((box[:, 2] - box[:, 0]).max()), float((box[:, 3] - box[:, 1]).max())
 
 
-def cover(bbox: Bounds, span: tuple[float, float] = (0.0, 0.0)) -> list[tuple[int, int]]:
+@functools.lru_cache(maxsize=512)  # a map asks for the same boxes again and again
+def cover(bbox: Bounds, span: tuple[float, float] = (0.0, 0.0)) -> tuple[tuple[int, int], ...]:
     """Ascending, disjoint inclusive key ranges that hold every feature whose box can
-    overlap ``bbox``, for a layer whose widest feature measures ``span`` (degrees)."""
+    overlap ``bbox``, for a layer whose widest feature measures ``span`` (degrees).
+
+    A quadtree walk: cells inside the box are taken whole (and merge into long ranges),
+    cells on its edge are split until they are about 1/32 of the box, so what a query
+    reads outside the box stays a small share of what it reads inside.
+    """
     minx, miny, maxx, maxy = bbox
     half_w, half_h = span[0] / 2, span[1] / 2
     (x0, x1), (y0, y1) = _grid(np.array([minx - half_w, maxx + half_w]),
                                np.array([miny - half_h, maxy + half_h]))
     x0, x1, y0, y1 = int(x0), int(x1), int(y0), int(y1)
-    cells = max(x1 - x0, y1 - y0) + 1
-    # The coarsest grid on which the box spans at most CELLS_PER_SIDE cells a side.
-    level = 0 if cells <= CELLS_PER_SIDE else math.ceil(math.log2(cells / CELLS_PER_SIDE))
-    while max((x1 >> level) - (x0 >> level), (y1 >> level) - (y0 >> level)) >= CELLS_PER_SIDE:
-        level += 1
-    gx, gy = np.meshgrid(np.arange(x0 >> level, (x1 >> level) + 1),
-                         np.arange(y0 >> level, (y1 >> level) + 1))
-    codes = np.sort(_morton(gx.ravel(), gy.ravel())).tolist()
+    width = max(x1 - x0, y1 - y0) + 1
+    top = min(BITS, math.ceil(math.log2(width)))  # cells at least as wide as the box
+    finest = max(0, top - EDGE_SPLITS)
     ranges: list[tuple[int, int]] = []
-    start = prev = codes[0]
-    for code in [*codes[1:], None]:
-        if code is not None and code == prev + 1:
-            prev = code
-            continue
-        ranges.append((start << (2 * level), ((prev + 1) << (2 * level)) - 1))
-        if code is not None:
-            start = prev = code
-    return ranges
+
+    def visit(cx: int, cy: int, level: int) -> None:
+        left, right = cx << level, ((cx + 1) << level) - 1
+        bottom, top_ = cy << level, ((cy + 1) << level) - 1
+        if right < x0 or left > x1 or top_ < y0 or bottom > y1:
+            return
+        whole = x0 <= left and right <= x1 and y0 <= bottom and top_ <= y1
+        if whole or level <= finest:
+            code = _code(cx, cy)
+            lo, hi = code << (2 * level), ((code + 1) << (2 * level)) - 1
+            if ranges and ranges[-1][1] + 1 == lo:
+                ranges[-1] = (ranges[-1][0], hi)
+            else:
+                ranges.append((lo, hi))
+            return
+        for dy in (0, 1):  # children in Z order: x varies fastest
+            for dx in (0, 1):
+                visit(2 * cx + dx, 2 * cy + dy, level - 1)
+
+    starts = [(cx, cy) for cy in range(y0 >> top, (y1 >> top) + 1)
+              for cx in range(x0 >> top, (x1 >> top) + 1)]
+    for cx, cy in sorted(starts, key=lambda c: _code(*c)):
+        visit(cx, cy, top)
+    return tuple(ranges)
 
 
 def page_rows(rows: list[Row], limit: int, by_place: bool

@@ -380,9 +380,16 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, PostGISReimportMix
         now: str,
         keys: Sequence[str | None] | None = None,
     ) -> list[int]:
-        """Check and insert features inside the caller's transaction, a batch at a time."""
-        return insert_batches(self._to_layer(row), items, self.BATCH,
-                              lambda batch: self._insert_batch(conn, row["id"], batch, now), keys)
+        """Check and insert features inside the caller's transaction, a batch at a time.
+
+        After a large insert the table's statistics are renewed: planned on stale ones,
+        PostgreSQL took the place index for a query by id and read the whole layer.
+        """
+        ids = insert_batches(self._to_layer(row), items, self.BATCH,
+                             lambda batch: self._insert_batch(conn, row["id"], batch, now), keys)
+        if len(ids) >= self.BATCH:
+            conn.execute("ANALYZE features")
+        return ids
 
     def _insert_batch(self, conn: psycopg.Connection[Row], layer_id: int, batch: Batch,
                       now: str) -> list[int]:

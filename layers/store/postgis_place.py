@@ -15,7 +15,7 @@ import shapely
 
 from ..query import FeatureQuery
 from .common import json_text, range_operator
-from .place import BOX_TEST, COUNT_CAP, box_args, cover, page_rows, place_rows, spans
+from .place import BOX_TEST, box_args, count_cap, cover, page_rows, place_rows, spans
 
 Row = dict[str, Any]
 
@@ -77,7 +77,8 @@ def _filters(query: FeatureQuery) -> tuple[str, list[Any]]:
 
 def query_page(conn: psycopg.Connection[Row], layer: Row, query: FeatureQuery
                ) -> tuple[list[Row], int | None, tuple[int, int] | None]:
-    """One page of rows, the number matched (None past COUNT_CAP) and the next ``after``."""
+    """One page of rows, the number matched (None past ``count_cap``) and the next ``after``."""
+    cap = count_cap(query.limit)
     where, params = _filters(query)
     want = query.limit + 1
     if query.bbox is None:
@@ -92,8 +93,8 @@ def query_page(conn: psycopg.Connection[Row], layer: Row, query: FeatureQuery
         found = conn.execute(
             "SELECT count(*) AS n FROM (SELECT 1 FROM features f WHERE f.layer_id = %s"  # noqa: S608
             f" AND f.archived_at IS NULL{where} LIMIT %s) s",
-            [layer["id"], *params, COUNT_CAP + 1]).fetchone()["n"]
-        return page, found if found <= COUNT_CAP else None, after_next
+            [layer["id"], *params, cap + 1]).fetchone()["n"]
+        return page, found if found <= cap else None, after_next
     key, last_id = query.after or (-1, -1)
     every = cover(query.bbox, (layer["span_x"], layer["span_y"]))
     ranges = [(lo, hi) for lo, hi in every if hi >= key]
@@ -118,5 +119,5 @@ def query_page(conn: psycopg.Connection[Row], layer: Row, query: FeatureQuery
     found = conn.execute(
         "SELECT count(*) AS n FROM (SELECT 1 FROM unnest(%s::bigint[], %s::bigint[])"  # noqa: S608
         f" AS r(lo, hi) CROSS JOIN LATERAL (SELECT 1 {inner} LIMIT %s) x LIMIT %s) s",
-        [*args, COUNT_CAP + 1, COUNT_CAP + 1]).fetchone()["n"]
-    return page, found if found <= COUNT_CAP else None, after_next
+        [*args, cap + 1, cap + 1]).fetchone()["n"]
+    return page, found if found <= cap else None, after_next

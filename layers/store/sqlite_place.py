@@ -16,7 +16,7 @@ import shapely
 
 from ..query import FeatureQuery
 from .common import range_operator
-from .place import BOX_TEST, COUNT_CAP, box_args, cover, page_rows, place_rows, spans
+from .place import BOX_TEST, box_args, count_cap, cover, page_rows, place_rows, spans
 
 PLACE_COLUMNS = {"hkey": "INTEGER", "minx": "REAL", "miny": "REAL", "maxx": "REAL",
                  "maxy": "REAL"}
@@ -83,7 +83,8 @@ def _filters(query: FeatureQuery) -> tuple[str, list[Any]]:
 
 def query_page(con: sqlite3.Connection, layer: sqlite3.Row, query: FeatureQuery
                ) -> tuple[list[sqlite3.Row], int | None, tuple[int, int] | None]:
-    """One page of rows, the number matched (None past COUNT_CAP) and the next ``after``."""
+    """One page of rows, the number matched (None past ``count_cap``) and the next ``after``."""
+    cap = count_cap(query.limit)
     want = query.limit + 1
     if query.bbox is None:
         where, params = _filters(query)
@@ -98,16 +99,34 @@ def query_page(con: sqlite3.Connection, layer: sqlite3.Row, query: FeatureQuery
         found = con.execute(
             "SELECT count(*) FROM (SELECT 1 FROM features f WHERE f.layer_id = ?"  # noqa: S608
             f" AND f.archived_at IS NULL{where} LIMIT ?)",
-            [layer["id"], *params, COUNT_CAP + 1]).fetchone()[0]
-        return page, found if found <= COUNT_CAP else None, after_next
+            [layer["id"], *params, cap + 1]).fetchone()[0]
+        return page, found if found <= cap else None, after_next
     rows = list(_in_box(con, layer, query, query.after, want, COLUMNS))
     page, after_next = page_rows(rows, query.limit, by_place=True)
     if query.after is None and after_next is None:
         return page, len(page), None
-    # Counted from the index alone for points; other shapes are read to test them.
-    counted = "f.id, f.hkey" if layer["geometry_type"] == "Point" else "f.id, f.hkey, f.geom"
-    found = sum(1 for _ in _in_box(con, layer, query, None, COUNT_CAP + 1, counted))
-    return page, found if found <= COUNT_CAP else None, after_next
+    found = _count_in_box(con, layer, query, cap + 1)
+    return page, found if found <= cap else None, after_next
+
+
+def _count_in_box(con: sqlite3.Connection, layer: sqlite3.Row, query: FeatureQuery,
+                  most: int) -> int:
+    """The features in the query's box, counted up to ``most``: from the index alone for
+    points, range by range; other shapes are read to test them."""
+    assert query.bbox is not None
+    if layer["geometry_type"] != "Point":
+        return sum(1 for _ in _in_box(con, layer, query, None, most, "f.id, f.hkey, f.geom"))
+    where, params = _filters(query)
+    sql = ("SELECT count(*) FROM (SELECT 1 FROM features f INDEXED BY features_place"  # noqa: S608
+           " WHERE f.layer_id = ? AND f.archived_at IS NULL AND f.hkey BETWEEN ? AND ?"
+           f" AND {_BOX}{where} LIMIT ?)")
+    found = 0
+    for lo, hi in cover(query.bbox, (layer["span_x"], layer["span_y"])):
+        found += con.execute(sql, [layer["id"], lo, hi, *box_args(query.bbox), *params,
+                                   most - found]).fetchone()[0]
+        if found >= most:
+            break
+    return found
 
 
 def _in_box(con: sqlite3.Connection, layer: sqlite3.Row, query: FeatureQuery,
