@@ -188,3 +188,56 @@ def test_a_kept_postgis_connection_keeps_the_right_plan(tmp_path):
         prepared = conn.execute("SELECT count(*) AS n FROM pg_prepared_statements").fetchone()
     assert prepared["n"] == 0
     assert statistics.median(timings[-5:]) < 3 * statistics.median(timings[:3]) + 0.05
+
+
+def test_a_schema_5_file_gains_its_place_index(tmp_path):
+    """A file from before the place index (an R*Tree, no place columns) is upgraded in
+    place: its points and its wards are found by box as before, and the R*Tree is gone."""
+    import sqlite3
+
+    from shapely.geometry import box as shape_box
+
+    path = tmp_path / "old.sqlite"
+    store = SQLiteStore(path)
+    ids = add_points(store, "diem", np.array([(106.81, 11.51), (106.90, 11.55)]))
+    store.create_layer("wards", "Phường (minh hoạ)", "ward")
+    [ward] = store.add_features("wards", [(shape_box(106.70, 11.40, 106.95, 11.60),
+                                           {"code": "1", "name": "x", "type": "phuong"})])
+    con = sqlite3.connect(path)
+    con.executescript("""
+        DROP INDEX features_place;
+        ALTER TABLE features DROP COLUMN hkey; ALTER TABLE features DROP COLUMN minx;
+        ALTER TABLE features DROP COLUMN miny; ALTER TABLE features DROP COLUMN maxx;
+        ALTER TABLE features DROP COLUMN maxy;
+        ALTER TABLE layers DROP COLUMN span_x; ALTER TABLE layers DROP COLUMN span_y;
+        ALTER TABLE layers DROP COLUMN revision;
+        CREATE VIRTUAL TABLE features_rtree USING rtree(id, minx, maxx, miny, maxy);
+        PRAGMA user_version = 5;""")
+    con.close()
+    upgraded = SQLiteStore(path)
+    near_first = FeatureQuery(bbox=(106.805, 11.505, 106.815, 11.515))
+    assert [f.id for f in upgraded.query_features("diem", near_first).features] == ids[:1]
+    # A corner of the ward, far from its centre: found through the layer's span.
+    corner = FeatureQuery(bbox=(106.71, 11.41, 106.72, 11.42))
+    assert [f.id for f in upgraded.query_features("wards", corner).features] == [ward]
+    tables = {r[0] for r in sqlite3.connect(path).execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "features_rtree" not in tables
+
+
+def test_a_schema_5_postgis_database_gains_its_place_index():
+    import psycopg
+
+    dsn = cluster().new_schema()
+    store = PostGISStore(dsn)
+    ids = add_points(store, "diem", np.array([(106.81, 11.51), (106.90, 11.55)]))
+    store.close()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE features DROP COLUMN hkey, DROP COLUMN minx, DROP COLUMN miny,"
+                     " DROP COLUMN maxx, DROP COLUMN maxy; ALTER TABLE layers DROP COLUMN"
+                     " span_x, DROP COLUMN span_y, DROP COLUMN revision;"
+                     " UPDATE gis_schema SET version = 5")
+    upgraded = PostGISStore(dsn)
+    near_second = FeatureQuery(bbox=(106.895, 11.545, 106.905, 11.555))
+    assert [f.id for f in upgraded.query_features("diem", near_second).features] == ids[1:]
+    upgraded.close()
