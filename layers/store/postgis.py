@@ -163,6 +163,9 @@ class _Pool:
         # then plans it once for any box, scanning every match of a city-wide one.
         conn = psycopg.connect(self.dsn, autocommit=True, row_factory=dict_row,
                                prepare_threshold=None)
+        # A box query reads its key ranges in order through a nested loop and stops at the
+        # page's end; parallel workers would hand rows back out of that order.
+        conn.execute("SET max_parallel_workers_per_gather = 0")
         set_json_loads(orjson.loads, conn)
         return conn
 
