@@ -25,6 +25,7 @@ from . import (
     public,
     public_maps,
     security,
+    tiles,
 )
 from .accounts import pages as account_pages
 from .config import DefaultConfig
@@ -79,4 +80,6 @@ def create_app(overrides: dict[str, Any] | None = None, *, serving: bool = True)
     app.register_blueprint(public_maps.bp)
     app.register_blueprint(manage.api_bp)
     app.register_blueprint(api.bp, url_prefix="/api")
+    app.register_blueprint(tiles.bp)
+    app.register_blueprint(tiles.public_bp)
     return app

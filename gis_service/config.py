@@ -60,3 +60,5 @@ class DefaultConfig:
     REPORT_LAYER: str | None = None
     # Page size the map uses when it fetches features from the API.
     MAP_PAGE_SIZE = 5000
+    # Bytes of vector tiles each worker keeps in memory (least recently used dropped first).
+    TILE_CACHE_BYTES = 64 * 1024 * 1024

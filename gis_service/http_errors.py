@@ -45,7 +45,7 @@ TITLES = {
 
 
 # Paths whose clients are scripts and maps, not people: their errors are JSON too.
-API_PREFIXES = ("/api/", "/public/api/")
+API_PREFIXES = ("/api/", "/public/api/", "/tiles/", "/public/tiles/")
 # The largest id or version number a store holds (a signed 64-bit integer).
 MAX_ID = 2**63 - 1
 

@@ -16,7 +16,7 @@ from tests.support import csrf_token, login
 # Routes anyone may read, without logging in.
 PUBLIC = {"static", "vendor.vendor", "auth.login", "inspector.index", "public.index",
           "public.embed", "public.features", "public.feature", "public.report",
-          "public.report_status"}
+          "public.report_status", "public_tiles.public_tileset", "public_tiles.public_tile"}
 # Writes and who may make them; every one also needs a CSRF token.
 WRITES: dict[str, tuple[str, ...]] = {
     "auth.login": ("anonymous", "admin", "planner", "inspector"),
@@ -47,7 +47,7 @@ READ_ROLES: dict[str, tuple[str, ...]] = {
 }
 ARGS = {"slug": "hotspots", "feature_id": 1, "photo_id": 1, "version": 1,
         "token": "x" * 24, "map_slug": "default", "layer_slug": "hotspots", "code": "PA-X",
-        "filename": "leaflet/dist/leaflet.js", "username": "inspector"}
+        "filename": "leaflet/dist/leaflet.js", "username": "inspector", "z": 0, "x": 0, "y": 0}
 
 
 def url(app: Flask, rule: Rule) -> str:

@@ -23,6 +23,7 @@ from ..messages import Message, recognise
 from ..query import FeatureQuery
 
 if TYPE_CHECKING:
+    from ..tiles.grid import TileRequest
     from .reimport import ReplacePlan
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -444,6 +445,12 @@ class Store(ABC):
     @abstractmethod
     def count_features(self, slug: str) -> int:
         """Number of features in a layer."""
+
+    @abstractmethod
+    def vector_tile(self, slug: str, request: TileRequest) -> bytes:
+        """One tile of a layer as MVT bytes (``layers.tiles``): its features in the tile
+        with only the request's properties, or clusters of its points at low zoom; the
+        same tile from either store. Raises LayerNotFound."""
 
     # Records
     @abstractmethod

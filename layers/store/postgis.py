@@ -40,6 +40,7 @@ from ..errors import InvalidFeature
 from ..kinds import FieldDef
 from ..messages import Message
 from ..query import FeatureQuery
+from ..tiles.grid import TileRequest
 from .base import Feature, FeaturePage, Layer, LayerVersion, Store
 from .common import (
     Batch,
@@ -63,6 +64,7 @@ from .postgis_accounts import ACCOUNTS_SCHEMA, PostGISAccountsMixin, upgrade_acc
 from .postgis_place import PLACE_SCHEMA, SET_PLACE, query_page, touch_layer, upgrade_place
 from .postgis_records import RECORDS_SCHEMA, PostGISRecordsMixin
 from .postgis_reimport import FEATURES_UPGRADE, PostGISReimportMixin, upgrade_features
+from .postgis_tiles import vector_tile
 
 Row = dict[str, Any]
 
@@ -539,3 +541,7 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, PostGISReimportMix
             row = conn.execute("SELECT count(*) AS n FROM features WHERE layer_id = %s"
                                " AND archived_at IS NULL", (layer_id,)).fetchone()
         return int(row["n"])
+
+    def vector_tile(self, slug: str, request: TileRequest) -> bytes:
+        with self._con() as conn:
+            return vector_tile(conn, self._layer_row(conn, slug), request)

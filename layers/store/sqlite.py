@@ -22,6 +22,7 @@ from shapely.geometry.base import BaseGeometry
 
 from ..kinds import FieldDef
 from ..query import FeatureQuery
+from ..tiles.grid import TileRequest
 from .base import Feature, FeaturePage, Layer, LayerVersion, Store
 from .common import (
     Batch,
@@ -44,6 +45,7 @@ from .sqlite_accounts import ACCOUNTS_SCHEMA, AccountsMixin, upgrade_accounts
 from .sqlite_place import PLACE_INDEX, SET_PLACE, query_page, touch_layer, upgrade_place
 from .sqlite_records import RECORDS_SCHEMA, RecordsMixin
 from .sqlite_reimport import FEATURES_TABLE, SQLiteReimportMixin, upgrade_features
+from .sqlite_tiles import vector_tile
 
 SCHEMA_VERSION = 6
 SCHEMA = """
@@ -381,3 +383,7 @@ class SQLiteStore(AccountsMixin, RecordsMixin, SQLiteReimportMixin, Store):
         row = con.execute("SELECT count(*) FROM features WHERE layer_id = ?"
                           " AND archived_at IS NULL", (layer_id,))
         return int(row.fetchone()[0])
+
+    def vector_tile(self, slug: str, request: TileRequest) -> bytes:
+        con = self._con()
+        return vector_tile(con, self._layer_row(con, slug), request)

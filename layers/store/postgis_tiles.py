@@ -1,0 +1,91 @@
+"""PostGIS's vector tiles: ``ST_AsMVT`` over ``ST_AsMVTGeom`` for the tile's features.
+
+The features are found as a features page finds them (the cover's key ranges, the exact
+box test, ``ST_Intersects`` for shapes), simplified by one pixel in Web Mercator and
+encoded by PostGIS in the same statement. Clusters are summed per quadtree cell of the
+place key in SQL and drawn by the shared encoder, so both stores serve the same clusters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+
+from ..tiles.encode import CellRow, clusters_tile
+from ..tiles.grid import BUFFER, CLUSTER_MIN_POINTS, EXTENT, MAX_FEATURES, PIXEL, TileRequest
+from .place import BITS, box_args, cover
+from .postgis_place import _BOX, _filters
+
+Row = dict[str, Any]
+POINT_TYPES = ("Point", "MultiPoint")
+
+
+def _matches(layer: Row, request: TileRequest, columns: str, limit: int,
+             column_args: tuple[Any, ...] = ()) -> tuple[str, list[Any]]:
+    """SQL (and its parameters) of up to ``limit`` of the tile's features, in key order:
+    ``columns`` (with their parameters ``column_args``) of each, range by range."""
+    query = request.box_query
+    assert query.bbox is not None
+    where, params = _filters(query)
+    if layer["geometry_type"] not in POINT_TYPES:
+        where += " AND ST_Intersects(f.geom, ST_MakeEnvelope(%s, %s, %s, %s, 4326))"
+        params += list(query.bbox)
+    ranges = cover(query.bbox, (layer["span_x"], layer["span_y"]))
+    sql = ("SELECT x.* FROM unnest(%s::bigint[], %s::bigint[]) AS r(lo, hi) CROSS JOIN LATERAL"  # noqa: S608
+           f" (SELECT {columns} FROM features f WHERE f.layer_id = %s AND f.archived_at IS NULL"
+           f" AND f.hkey BETWEEN r.lo AND r.hi AND {_BOX}{where} ORDER BY f.hkey, f.id"
+           " LIMIT %s) x LIMIT %s")
+    return sql, [[lo for lo, _ in ranges], [hi for _, hi in ranges], *column_args, layer["id"],
+                 *box_args(query.bbox), *params, limit, limit]
+
+
+def vector_tile(conn: psycopg.Connection[Row], layer: Row, request: TileRequest) -> bytes:
+    """The MVT of one tile, as SQLite's ``vector_tile`` draws it: clusters for many points
+    at low zoom, else at most MAX_FEATURES features."""
+    points = layer["geometry_type"] in POINT_TYPES
+    if points and request.tile.clusters:
+        sql, args = _matches(layer, request, "1", CLUSTER_MIN_POINTS + 1)
+        held = conn.execute(f"SELECT count(*) AS n FROM ({sql}) s", args).fetchone()["n"]  # noqa: S608
+        if held > CLUSTER_MIN_POINTS:
+            return clusters_tile(layer["slug"], request, _cells(conn, layer, request))
+    names = request.properties
+    props = ("jsonb_strip_nulls(jsonb_build_object("
+             + ", ".join("%s::text, f.props -> %s::text" for _ in names) + ")) AS props")
+    sql, args = _matches(layer, request, f"f.id, f.geom, {props}", MAX_FEATURES,
+                         tuple(n for name in names for n in (name, name)))
+    tile = request.tile
+    shape = "ST_Transform(m.geom, 3857)"
+    if not points:
+        shape = f"ST_SimplifyPreserveTopology({shape}, %s)"
+    merc = tile.mercator_bounds()
+    row = conn.execute(
+        "SELECT ST_AsMVT(t, %s, %s, 'geom', 'id') AS mvt FROM (SELECT m.id, m.props,"  # noqa: S608
+        f" ST_AsMVTGeom({shape}, ST_TileEnvelope(%s, %s, %s), %s, %s, true) AS geom"
+        f" FROM ({sql}) m) t WHERE t.geom IS NOT NULL",
+        [layer["slug"], EXTENT, *([] if points else [(merc[2] - merc[0]) * PIXEL / EXTENT]),
+         tile.z, tile.x, tile.y, EXTENT, BUFFER, *args]).fetchone()
+    return bytes(row["mvt"] or b"")
+
+
+def _cells(conn: psycopg.Connection[Row], layer: Row, request: TileRequest
+           ) -> Iterator[CellRow]:
+    """Per (cluster cell, colour value): the points, their summed position, the smallest
+    id and a title, over the tile's cover."""
+    query = request.box_query
+    assert query.bbox is not None
+    where, params = _filters(query)
+    ranges = cover(query.bbox, (layer["span_x"], layer["span_y"]))
+    rows = conn.execute(
+        "SELECT f.hkey >> %s AS cell, f.props -> %s::text AS v, count(*) AS n,"  # noqa: S608
+        " sum((f.minx + f.maxx) / 2) AS sx, sum((f.miny + f.maxy) / 2) AS sy, min(f.id) AS id,"
+        " (array_agg(f.props -> %s::text))[1] AS t"
+        " FROM unnest(%s::bigint[], %s::bigint[]) AS r(lo, hi) JOIN features f"
+        " ON f.hkey BETWEEN r.lo AND r.hi WHERE f.layer_id = %s AND f.archived_at IS NULL"
+        f" AND {_BOX}{where} GROUP BY 1, 2",
+        [2 * (BITS - request.tile.cluster_level), request.color, request.title,
+         [lo for lo, _ in ranges], [hi for _, hi in ranges], layer["id"],
+         *box_args(query.bbox), *params]).fetchall()
+    for r in rows:
+        yield r["cell"], r["v"], r["n"], r["sx"], r["sy"], r["id"], r["t"]
