@@ -183,6 +183,26 @@ def test_clusters_split_into_points_at_high_zoom(app, crowd):
     assert not any(f["properties"].get("cluster") for f in got)
 
 
+def test_a_tile_never_holds_more_than_5000_features(app):
+    # 6 000 points in a box well inside one zoom-15 tile.
+    z, x, y = tile_of(*CITY, 15)
+    minx, miny, maxx, maxy = tile_bounds(z, x, y)
+    rng = random.Random(3)
+    items = [(Point(minx + (0.25 + rng.random() / 2) * (maxx - minx),
+                    miny + (0.25 + rng.random() / 2) * (maxy - miny)), {"name": f"P{i}"})
+             for i in range(6000)]
+    app.extensions["gis_store"].create_layer("dense", "Dense", "generic",
+                                             geometry_type="Point", features=items)
+    client = login(app.test_client())
+    assert len(features(client.get(f"/tiles/dense/{z}/{x}/{y}.mvt"), "dense")) == 5000
+    # One zoom out, they are clusters again, and count all 6 000.
+    clusters = features(client.get(f"/tiles/dense/{z - 1}/{x // 2}/{y // 2}.mvt"), "dense")
+    assert sum(f["properties"].get("count", 1) for f in clusters) == 6000
+    assert all(f["properties"]["counts"] == "{}" for f in clusters  # no colour field
+               if f["properties"].get("cluster"))
+    assert len(clusters) < 10
+
+
 def test_a_write_changes_the_etag_and_the_tile(app):
     client = login(app.test_client())
     z, x, y = tile_of(*CITY, 14)

@@ -99,8 +99,9 @@ def clusters_tile(name: str, request: TileRequest, rows: Iterable[CellRow]) -> b
     for cell, value, n, sx, sy, fid, title in rows:
         c = cells.setdefault(cell, _Cell())
         c.n, c.sx, c.sy = c.n + n, c.sx + sx, c.sy + sy
-        key = "" if value is None else str(value)
-        c.counts[key] = c.counts.get(key, 0) + n
+        if request.color is not None:  # a layer without a colour field counts only
+            key = "" if value is None else str(value)
+            c.counts[key] = c.counts.get(key, 0) + n
         c.single = (fid, title, value)
     ordered = [cells[k] for k in sorted(cells)]
     if not ordered:
