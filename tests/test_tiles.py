@@ -15,11 +15,12 @@ import mapbox_vector_tile
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from shapely.geometry import Point
+from shapely.geometry import Point, Polygon, shape
 
 from layers.kinds import KINDS
 from tests.browser_support import serve
-from tests.support import csrf_token, login
+from tests.pg_cluster import cluster
+from tests.support import csrf_token, login, make_app
 
 MVT = "application/vnd.mapbox-vector-tile"
 CITY = (106.88, 11.52)
@@ -171,6 +172,12 @@ def test_clusters_count_the_points_of_their_tile_by_status(app, crowd):
         public.update(json.loads(f["properties"]["counts"]) if f["properties"].get("cluster")
                       else {f["properties"]["status"]: 1})
     assert public == {s: n for s, n in expected.items() if s in PUBLIC_STATUSES}
+    # A private colour field is neither shown nor counted.
+    app.extensions["gis_store"].update_layer("crowd", private_fields=["status"])
+    got = features(anonymous.get(f"/public/tiles/default/crowd/{z}/{x}/{y}.mvt"), "crowd")
+    assert got and all("status" not in f["properties"] for f in got)
+    assert all(f["properties"]["counts"] == "{}" for f in got if f["properties"].get("cluster"))
+    assert sum(f["properties"].get("count", 1) for f in got) == sum(public.values())
 
 
 def test_clusters_split_into_points_at_high_zoom(app, crowd):
@@ -247,7 +254,6 @@ def test_polygons_are_simplified_at_low_zoom(app):
     # A circle of 2 000 vertices, 0.01° across, in the city.
     ring = [(106.88 + 0.01 * math.cos(a), 11.52 + 0.01 * math.sin(a))
             for a in (2 * math.pi * i / 2000 for i in range(2000))]
-    from shapely.geometry import Polygon
     store = app.extensions["gis_store"]
     store.create_layer("circle", "Circle", "generic", geometry_type="Polygon",
                        features=[(Polygon(ring), {})])
@@ -262,6 +268,35 @@ def test_polygons_are_simplified_at_low_zoom(app):
     low, high = vertices(8), vertices(13)
     assert 4 <= low < high < 2000, (low, high)
     assert low < 30
+
+
+def test_both_stores_serve_the_same_tiles(tmp_path: Path, crowd):
+    """The same data on SQLite and on PostGIS: the same features, ids and properties, the
+    same clusters and points, and polygons that differ by at most a unit's rounding."""
+    ring = [(106.88 + 0.01 * math.cos(a), 11.52 + 0.01 * math.sin(a))
+            for a in (2 * math.pi * i / 500 for i in range(500))]
+    clients = []
+    for database in (str(tmp_path / "same.sqlite"), cluster().new_schema()):
+        app = make_app(tmp_path / "same.sqlite", TILE_URL="", DATABASE=database)
+        store = app.extensions["gis_store"]
+        store.create_layer("crowd", "Crowd", "hotspot", features=crowd)
+        store.create_layer("circle", "Circle", "generic", geometry_type="Polygon",
+                           features=[(Polygon(ring), {})])
+        clients.append(login(app.test_client()))
+    for slug, z in (("crowd", 10), ("crowd", 12), ("crowd", 15), ("hotspots", 13),
+                    ("wards", 11), ("wards", 14), ("circle", 8), ("circle", 14)):
+        _, x, y = tile_of(106.86, 11.52, z)
+        for url in (f"/tiles/{slug}/{z}/{x + dx}/{y}.mvt" for dx in (-1, 0, 1)):
+            sqlite, postgis = (sorted(features(c.get(url), slug), key=lambda f: (
+                f.get("id", 0), str(f["geometry"]["coordinates"]))) for c in clients)
+            assert [(f.get("id"), f["properties"]) for f in sqlite] == [
+                (f.get("id"), f["properties"]) for f in postgis], url
+            for a, b in zip(sqlite, postgis, strict=True):
+                one, other = shape(a["geometry"]), shape(b["geometry"])
+                if one.area:
+                    assert one.symmetric_difference(other).area < 0.05 * one.area, url
+                else:
+                    assert one.equals(other), url
 
 
 def test_tileset_metadata(inspector, client):

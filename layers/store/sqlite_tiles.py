@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from typing import Any
 
 import orjson
 import shapely
@@ -37,7 +38,8 @@ def vector_tile(con: sqlite3.Connection, layer: sqlite3.Row, request: TileReques
         held = sum(1 for _ in _in_box(con, layer, query, None, CLUSTER_MIN_POINTS + 1,
                                       "f.id, f.hkey"))
         if held > CLUSTER_MIN_POINTS:
-            return clusters_tile(layer["slug"], request, _cells(con, layer, request))
+            return clusters_tile(layer["slug"], request, _cells(con, layer, request),
+                                 lambda ids: _titles(con, request, ids))
     rows = list(_in_box(con, layer, query, None, MAX_FEATURES, "f.id, f.hkey, f.geom, f.props"))
     return features_tile(layer["slug"], request, [r["id"] for r in rows],
                          shapely.from_wkb([r["geom"] for r in rows]),
@@ -46,18 +48,24 @@ def vector_tile(con: sqlite3.Connection, layer: sqlite3.Row, request: TileReques
 
 def _cells(con: sqlite3.Connection, layer: sqlite3.Row, request: TileRequest
            ) -> Iterator[CellRow]:
-    """Per (cluster cell, colour value): the points, their summed position, the smallest
-    id and a title, over each key range of the tile's cover."""
+    """Per (cluster cell, colour value): the points, their summed position and the
+    smallest id, over each key range of the tile's cover."""
     query = request.box_query
     assert query.bbox is not None
     where, params = _filters(query)
     sql = ("SELECT f.hkey >> ? AS cell, json_extract(f.props, ?) AS v, count(*),"  # noqa: S608
-           " sum((f.minx + f.maxx) / 2), sum((f.miny + f.maxy) / 2), min(f.id),"
-           " min(json_extract(f.props, ?)) FROM features f INDEXED BY features_place"
+           " sum((f.minx + f.maxx) / 2), sum((f.miny + f.maxy) / 2), min(f.id)"
+           " FROM features f INDEXED BY features_place"
            " WHERE f.layer_id = ? AND f.archived_at IS NULL AND f.hkey BETWEEN ? AND ?"
            f" AND {_BOX}{where} GROUP BY cell, v")
-    head = [2 * (BITS - request.tile.cluster_level), _path(request.color), _path(request.title),
-            layer["id"]]
+    head = [2 * (BITS - request.tile.cluster_level), _path(request.color), layer["id"]]
     for lo, hi in cover(query.bbox, (layer["span_x"], layer["span_y"])):
         for row in con.execute(sql, [*head, lo, hi, *box_args(query.bbox), *params]):
             yield tuple(row)
+
+
+def _titles(con: sqlite3.Connection, request: TileRequest, ids: list[int]) -> dict[int, Any]:
+    marks = ", ".join("?" * len(ids))
+    rows = con.execute(f"SELECT id, json_extract(props, ?) FROM features WHERE id IN ({marks})",  # noqa: S608
+                       [_path(request.title), *ids])
+    return dict(rows.fetchall())

@@ -24,8 +24,10 @@ from .grid import BUFFER, EXTENT, HALF_WORLD, MAX_LATITUDE, PIXEL, Tile, TileReq
 
 RADIUS = HALF_WORLD / math.pi  # the sphere of EPSG:3857, metres
 Shape = Any  # a shapely geometry
-# (cell, colour value, points, sum of x, sum of y, smallest id, title of one of them)
-CellRow = tuple[int, Any, int, float, float, int, Any]
+# (cell, colour value, points, sum of x, sum of y, smallest id)
+CellRow = tuple[int, Any, int, float, float, int]
+# The titles of these features, by id: read only for the cells of one point.
+Titles = Callable[[list[int]], dict[int, Any]]
 
 
 def _to_tile(tile: Tile) -> Callable[[np.ndarray], np.ndarray]:
@@ -82,37 +84,40 @@ def features_tile(name: str, request: TileRequest, ids: Sequence[int],
 @dataclass
 class _Cell:
     """The points of one cluster cell: how many, their summed position, counts by colour,
-    and (for a cell of one point) that point's id, title and colour."""
+    and (for a cell of one point) that point's id and colour."""
 
     n: int = 0
     sx: float = 0.0
     sy: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
-    single: tuple[int, Any, Any] = (0, None, None)
+    single: tuple[int, Any] = (0, None)
 
 
-def clusters_tile(name: str, request: TileRequest, rows: Iterable[CellRow]) -> bytes:
+def clusters_tile(name: str, request: TileRequest, rows: Iterable[CellRow],
+                  titles: Titles) -> bytes:
     """A tile of clusters from per-(cell, colour value) sums: a cell of several points is
     one Point at their mean with ``cluster``, ``count`` and ``counts`` (JSON text, by
     colour value); a cell of one point is that point, with its id and properties."""
     cells: dict[int, _Cell] = {}
-    for cell, value, n, sx, sy, fid, title in rows:
+    for cell, value, n, sx, sy, fid in rows:
         c = cells.setdefault(cell, _Cell())
         c.n, c.sx, c.sy = c.n + n, c.sx + sx, c.sy + sy
         if request.color is not None:  # a layer without a colour field counts only
             key = "" if value is None else str(value)
             c.counts[key] = c.counts.get(key, 0) + n
-        c.single = (fid, title, value)
+        c.single = (fid, value)
     ordered = [cells[k] for k in sorted(cells)]
     if not ordered:
         return b""
+    singles = [c.single[0] for c in ordered if c.n == 1]
+    title_of = titles(singles) if singles and request.title else {}
     shapes = drawn(shapely.points([(c.sx / c.n, c.sy / c.n) for c in ordered]),
                    request.tile, simplify=False)
     features = []
     for c, shape in zip(ordered, shapes, strict=True):
         if c.n == 1:
-            fid, title, value = c.single
-            props = kept_properties(request, {request.title or "": title,
+            fid, value = c.single
+            props = kept_properties(request, {request.title or "": title_of.get(fid),
                                               request.color or "": value})
             features.append((fid, shape, props))
         else:
