@@ -13,6 +13,8 @@ import folium.plugins
 from flask import Blueprint, Flask, abort, current_app, send_from_directory
 from flask.typing import ResponseReturnValue
 
+from .map_builder import VectorTiles
+
 VENDOR_URL = "/static/vendor"
 
 # Only these folders of node_modules are served (no package.json, no sources).
@@ -21,6 +23,7 @@ SERVED_DIRS = (
     "leaflet.markercluster/dist",
     "leaflet.fullscreen",
     "leaflet.locatecontrol/dist",
+    "leaflet.vectorgrid/dist",
 )
 SERVED_SUFFIXES = (".js", ".css", ".png", ".svg")
 
@@ -43,6 +46,10 @@ FOLIUM_ASSETS: dict[type, tuple[list[tuple[str, str]], list[tuple[str, str]]]] =
     folium.plugins.LocateControl: (
         [("Control_locate_min_js", "leaflet.locatecontrol/dist/L.Control.Locate.min.js")],
         [("Control_locate_min_css", "leaflet.locatecontrol/dist/L.Control.Locate.min.css")],
+    ),
+    VectorTiles: (
+        [("leaflet_vectorgrid", "leaflet.vectorgrid/dist/Leaflet.VectorGrid.bundled.min.js")],
+        [],
     ),
 }
 

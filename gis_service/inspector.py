@@ -14,7 +14,7 @@ from layers.query import MAX_LIMIT, filter_params, parse_query
 from layers.store import Layer, Store
 
 from .map_builder import MapLayer
-from .map_pages import render_map, ward_index
+from .map_pages import render_map, tile_template, ward_index, with_tiles
 from .store_access import get_store
 
 bp = Blueprint("inspector", __name__)
@@ -88,9 +88,14 @@ def map_page() -> ResponseReturnValue:
     chosen_ward = (filters.get("ward") or [""])[-1]
     bounds = ward_bounds.get(chosen_ward) or map_bounds(store, layers)
     lang = str(get_locale() or "vi")
+    # A layer whose style says ``"show": false`` starts switched off, and fetches nothing
+    # until it is switched on.
     map_layers = [
-        MapLayer(la, url_for("api.features", slug=la.slug), per_layer[la.slug],
-                 page_url=hotspot_page(la))
+        with_tiles(store,
+                   MapLayer(la, url_for("api.features", slug=la.slug), per_layer[la.slug],
+                            show=bool(la.style.get("show", True)), page_url=hotspot_page(la)),
+                   tile_template("tiles.internal_tile", slug=la.slug),
+                   parse_query(per_layer[la.slug], la.fields))
         for la in layers
     ]
     hotspot_layers = [la for la in layers if la.kind == "hotspot"]

@@ -3,7 +3,8 @@
 Folium lays out the map, its controls and one empty container per layer (a marker
 cluster for point layers, a feature group otherwise). ``static/js/gis_map.js`` then
 fills those containers from the JSON API for the current view, so the page weight does
-not grow with the data.
+not grow with the data; a large layer (``MapLayer.tiles``) is drawn from vector tiles,
+clustered on the server, instead.
 
 branca renders each element's output again as a Jinja template, so any text placed in
 what Folium renders would be evaluated (``{{7*7}}`` in a layer title becomes ``49``).
@@ -20,6 +21,7 @@ from typing import Any
 import folium
 import folium.plugins
 from branca.element import MacroElement
+from folium.elements import JSCSSMixin
 from jinja2 import Template
 
 from layers.kinds import get_kind
@@ -40,6 +42,12 @@ class MapLayer:
     detail: bool = True
     # Where a feature's own page is (``page_url`` + id), for hotspots.
     page_url: str | None = None
+    # Vector tiles of a large layer (a URL template with {z}/{x}/{y}); None: GeoJSON pages.
+    tiles: str | None = None
+    # A tiled layer's count of what its filters match, from the server: the map draws
+    # clusters, so it cannot count. ``count_more``: there are more than ``count``.
+    count: int | None = None
+    count_more: bool = False
 
 
 @dataclass
@@ -83,6 +91,15 @@ class DataLoader(MacroElement):
         self.config_id = CONFIG_ID
 
 
+class VectorTiles(JSCSSMixin):
+    """Loads Leaflet.VectorGrid on a map that has a tiled layer; assets.py points its
+    ``default_js`` at /static/vendor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._name = "VectorTiles"
+
+
 def layer_config(ml: MapLayer, lang: str) -> dict[str, Any]:
     """What the browser needs to fetch, draw, colour and label one layer."""
     layer = ml.layer
@@ -104,6 +121,9 @@ def layer_config(ml: MapLayer, lang: str) -> dict[str, Any]:
         "title": layer.title,
         "url": ml.url,
         "params": ml.params,
+        "tiles": ml.tiles,
+        "count": ml.count,
+        "count_more": ml.count_more,
         "points": layer.geometry_type in POINT_TYPES,
         "polygons": layer.kind == "ward",
         "color": layer.style.get("color", kind.color),
@@ -154,7 +174,8 @@ def build_map(layers: list[MapLayer], settings: MapSettings
     for ml in layers:
         # No name and no icon function here: gis_map.js builds the layer control with
         # the titles as text, and the cluster icons, from the data island.
-        if ml.layer.geometry_type in POINT_TYPES:
+        # A tiled layer is clustered on the server; its group holds the tile layer.
+        if ml.layer.geometry_type in POINT_TYPES and not ml.tiles:
             group: folium.map.Layer = folium.plugins.MarkerCluster(
                 show=ml.show,
                 options={"maxClusterRadius": 50, "disableClusteringAtZoom": 17},
@@ -172,6 +193,8 @@ def build_map(layers: list[MapLayer], settings: MapSettings
         folium.plugins.LocateControl(
             strings={"title": settings.messages["locate"]}, flyTo=True
         ).add_to(m)
+    if any(ml.tiles for ml in layers):
+        VectorTiles().add_to(m)
     DataLoader(groups).add_to(m)
     config = {
         # Fitted by the script without animation, so the first fetch is for the final view.

@@ -6,14 +6,16 @@ through ``render_map``, so tiles, language and the CSP nonce are handled in one 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from flask import current_app
+from flask import current_app, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
-from layers.query import MAX_LIMIT, parse_query
+from layers.query import DEFAULT_LIMIT, MAX_LIMIT, FeatureQuery, parse_query
 from layers.store import Layer, Store
+from layers.store.place import count_cap
 
 from .map_builder import MapLayer, MapSettings, build_map, render_parts
 from .security import csp_nonce
@@ -36,7 +38,31 @@ def map_messages() -> dict[str, str]:
         "add_here": _("Add a hotspot here"),
         "copy_link": _("Copy a link to this view"),
         "link_copied": _("Link copied"),
+        "features": _("features"),
     }
+
+
+def tile_template(endpoint: str, **args: str) -> str:
+    """The URL template ({z}/{x}/{y}) of a tile route, for Leaflet."""
+    url = url_for(endpoint, **args, z=0, x=0, y=0)
+    return url.removesuffix("0/0/0.mvt") + "{z}/{x}/{y}.mvt"
+
+
+def with_tiles(store: Store, ml: MapLayer, tiles: str, shown: FeatureQuery) -> MapLayer:
+    """``ml`` drawn from the vector tiles at ``tiles`` when its layer holds more than
+    TILE_THRESHOLD features (GeoJSON pages of a large layer would load it whole), with the
+    count of what ``shown`` (the map's filters) matches, which the tiles' clusters cannot
+    give. Past the store's counting cap the count says "more than"."""
+    total = store.count_features(ml.layer.slug)
+    if total <= current_app.config["TILE_THRESHOLD"]:
+        return ml
+    if not shown.equals and not shown.ranges:
+        return replace(ml, tiles=tiles, count=total)
+    counting = replace(shown, limit=DEFAULT_LIMIT, properties=())
+    matched = store.query_features(ml.layer.slug, counting).matched
+    if matched is None:
+        return replace(ml, tiles=tiles, count=count_cap(counting.limit), count_more=True)
+    return replace(ml, tiles=tiles, count=matched)
 
 
 def ward_index(store: Store, layers: list[Layer]) -> tuple[dict[str, str], dict[str, tuple]]:

@@ -28,7 +28,7 @@ from layers.wards import check_near_city, place_wards
 from layers.workflow import public_timeline
 
 from .map_builder import MapLayer
-from .map_pages import render_map, ward_index
+from .map_pages import render_map, tile_template, ward_index, with_tiles
 from .paging import next_links, page_counts
 from .ratelimit import Limit, client_key, limiter, too_many
 from .store_access import get_store
@@ -128,12 +128,23 @@ def shown_layers(config: PublicMap) -> list[Layer]:
     return [public[s] for s in config.layers if s in public]
 
 
+def shown_query(layer: Layer) -> FeatureQuery:
+    """What the public sees of a layer: verified hotspots, every feature of the others."""
+    if layer.kind == "hotspot":
+        return FeatureQuery(equals={"status": PUBLIC_STATUSES})
+    return FeatureQuery()
+
+
 def map_layers(config: PublicMap, layers: list[Layer]) -> list[MapLayer]:
-    """Layers as the public map draws them: public fields only, from the public API."""
+    """Layers as the public map draws them: public fields only, from the public API (or
+    its tiles, for a large layer)."""
     return [
-        MapLayer(Layer(la.slug, la.title, la.kind, la.geometry_type, True, la.style,
-                       public_fields(la)),
-                 url_for(".features", map_slug=config.slug, layer_slug=la.slug))
+        with_tiles(get_store(),
+                   MapLayer(Layer(la.slug, la.title, la.kind, la.geometry_type, True, la.style,
+                                  public_fields(la)),
+                            url_for(".features", map_slug=config.slug, layer_slug=la.slug)),
+                   tile_template("public_tiles.public_tile", map_slug=config.slug, slug=la.slug),
+                   shown_query(la))
         for la in layers
     ]
 

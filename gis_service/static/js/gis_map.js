@@ -89,25 +89,31 @@
     return icons[key];
   }
 
+  // A "loading" box for a popup; the whole feature ``id`` is fetched from the API and its
+  // content handed to ``show`` when it arrives.
+  function loadFeature(layerCfg, id, cfg, show) {
+    var box = el('div', 'gis-popup-loading', cfg.messages.loading);
+    fetch(layerCfg.url + '/' + encodeURIComponent(id),
+          { credentials: 'same-origin', headers: { Accept: 'application/json' } })
+      .then(function (r) {
+        if (!r.ok) { throw new Error('HTTP ' + r.status); }
+        return r.json();
+      })
+      .then(function (full) { show(popupContent(layerCfg, full, cfg)); })
+      .catch(function () { box.textContent = cfg.messages.load_error; });
+    return box;
+  }
+
   // A popup is built when it opens. Layers fetched with only the drawn properties get the
   // whole feature from the API then.
   function bindPopup(layer, layerCfg, feature, cfg) {
     layer.bindPopup(function () {
       if (!layerCfg.detail) { return popupContent(layerCfg, feature, cfg); }
-      var box = el('div', 'gis-popup-loading', cfg.messages.loading);
-      fetch(layerCfg.url + '/' + encodeURIComponent(feature.id),
-            { credentials: 'same-origin', headers: { Accept: 'application/json' } })
-        .then(function (r) {
-          if (!r.ok) { throw new Error('HTTP ' + r.status); }
-          return r.json();
-        })
-        .then(function (full) {
-          // Replacing the content function with the element also stops Leaflet from
-          // calling the function (and fetching) again on the next update.
-          layer.getPopup().setContent(popupContent(layerCfg, full, cfg));
-        })
-        .catch(function () { box.textContent = cfg.messages.load_error; });
-      return box;
+      return loadFeature(layerCfg, feature.id, cfg, function (content) {
+        // Replacing the content function with the element also stops Leaflet from
+        // calling the function (and fetching) again on the next update.
+        layer.getPopup().setContent(content);
+      });
     }, cfg.popup);
   }
 
@@ -160,8 +166,9 @@
     return layerCfg.url + '?' + params.toString();
   }
 
+  // Small layers' pages go before the tiles of large ones (priority 'low' there).
   async function getPage(url, signal) {
-    var response = await fetch(url, { signal: signal, credentials: 'same-origin',
+    var response = await fetch(url, { signal: signal, credentials: 'same-origin', priority: 'high',
                                       headers: { Accept: 'application/json' } });
     if (!response.ok) { throw new Error('HTTP ' + response.status); }
     return response.json();
@@ -336,6 +343,193 @@
     control.addTo(map);
   }
 
+  // -- Large layers: vector tiles (Leaflet.VectorGrid), clustered on the server ----------
+
+  var TILE_EXTENT = 4096;  // the MVT extent the tile server writes
+
+  function tileUrl(layerCfg) {
+    var params = new URLSearchParams();
+    Object.keys(layerCfg.params).forEach(function (key) {
+      layerCfg.params[key].forEach(function (v) { params.append(key, v); });
+    });
+    var query = params.toString();  // encoded, so no "{...}" reaches VectorGrid's template
+    return layerCfg.tiles + (query ? '?' + query : '');
+  }
+
+  function countText(n, cfg) {
+    return Number(n).toLocaleString(cfg.lang === 'en' ? 'en' : 'vi');
+  }
+
+  // A cluster's mix by the colour field ({"reported": 12, ...}), as [label, colour, n].
+  function clusterMix(layerCfg, counts) {
+    var field = layerCfg.fields.filter(function (f) { return f.name === layerCfg.color_by; })[0];
+    var mix = [];
+    var parsed = {};
+    try { parsed = JSON.parse(counts || '{}') || {}; } catch (e) { parsed = {}; }
+    Object.keys(parsed).forEach(function (value) {
+      var n = Number(parsed[value]);
+      if (!(n > 0)) { return; }
+      var props = {};
+      props[layerCfg.color_by] = value;
+      var known = field && Object.prototype.hasOwnProperty.call(field.choices, value);
+      mix.push([known ? field.choices[value] : value, featureColor(layerCfg, { properties: props }), n]);
+    });
+    return mix.sort(function (a, b) { return b[2] - a[2]; });
+  }
+
+  // A server cluster: a disc sized by its count, a ring showing its mix by colour, the
+  // count as text; clicking it zooms in.
+  function clusterMarker(layerCfg, props, latlng, map, cfg) {
+    var count = Math.max(0, Math.round(Number(props.count) || 0));
+    var mix = clusterMix(layerCfg, props.counts);
+    var size = Math.round(30 + 7 * Math.log10(Math.max(1, count)));
+    var base = safeColor(layerCfg.color, '#3f51b5');
+    var total = mix.reduce(function (n, m) { return n + m[2]; }, 0);
+    var ring = el('div', 'gis-tile-cluster-ring');
+    if (total) {
+      var at = 0;
+      ring.style.background = 'conic-gradient(' + mix.map(function (m) {
+        var from = at;
+        at += 360 * m[2] / total;
+        return m[1] + ' ' + from.toFixed(1) + 'deg ' + at.toFixed(1) + 'deg';  // checked #hex
+      }).join(', ') + ')';
+    } else {
+      ring.style.background = base;
+    }
+    ring.style.width = ring.style.height = size + 'px';
+    var compact = new Intl.NumberFormat(cfg.lang === 'en' ? 'en' : 'vi',
+                                        { notation: 'compact', maximumFractionDigits: 1 });
+    ring.appendChild(el('span', 'gis-tile-cluster-count', compact.format(count)));
+    ring.dataset.count = String(count);
+    ring.title = [layerCfg.title + ': ' + countText(count, cfg)].concat(mix.map(function (m) {
+      return m[0] + ': ' + countText(m[2], cfg);
+    })).join('\n');
+    var marker = L.marker(latlng, {
+      icon: L.divIcon({ html: ring, iconSize: L.point(size, size),
+                        className: 'gis-tile-cluster gis-tile-cluster-' + safeClass(layerCfg.slug) })
+    });
+    marker.on('click', function () {
+      map.setView(latlng, Math.min(map.getZoom() + 2, map.getMaxZoom()));
+    });
+    return marker;
+  }
+
+  function tileStyle(layerCfg, kinds) {
+    return function (props) {
+      if (props.cluster) { return []; }  // drawn as counted icons instead
+      var color = featureColor(layerCfg, { properties: props });
+      var type = (kinds.get(props) || {}).type;
+      if (type === 1) {
+        return { radius: 6, weight: 2, color: '#ffffff', fill: true, fillColor: color, fillOpacity: 0.95 };
+      }
+      if (type === 2) { return { color: color, weight: 2 }; }
+      return { color: color, weight: layerCfg.polygons ? 2 : 1, fill: true, fillColor: color,
+               fillOpacity: layerCfg.polygons ? 0.04 : 0.2 };
+    };
+  }
+
+  // One large layer: plain features painted on canvas tiles, clusters as counted icons.
+  // VectorGrid keeps only a feature's properties, so its id and geometry type are kept
+  // here by properties object.
+  function tiledLayer(layerCfg, group, map, cfg, onChange) {
+    var kinds = new WeakMap();
+    var clusters = L.layerGroup();
+    var byTile = {};  // tile key -> { markers, features }
+    var styles = {};
+    styles[layerCfg.slug] = tileStyle(layerCfg, kinds);
+    var Layer = L.VectorGrid.Protobuf.extend({
+      _getVectorTilePromise: function (coords) {
+        var self = this;
+        return L.VectorGrid.Protobuf.prototype._getVectorTilePromise.call(this, coords)
+          .then(function (tile) { return self._split(coords, tile); },
+                function () { return { layers: {} }; });
+      },
+      // Takes the clusters out of a tile (each drawn once, by the tile it lies in).
+      _split: function (coords, tile) {
+        var key = this._tileCoordsToKey(coords);
+        var data = tile.layers[layerCfg.slug];
+        var layers = {};
+        var entry = { markers: [], features: 0 };
+        if (data && this._tiles[key]) {
+          var size = this.getTileSize();
+          var extent = data.extent || TILE_EXTENT;
+          data.features = data.features.filter(function (feat) {
+            var props = feat.properties || {};
+            if (!props.cluster) {
+              kinds.set(props, { id: feat.id, type: feat.type });
+              entry.features += 1;
+              return true;
+            }
+            var at = feat.geometry[0] && feat.geometry[0][0];
+            if (at && at.x >= 0 && at.y >= 0 && at.x < extent && at.y < extent) {
+              var latlng = map.unproject(L.point((coords.x + at.x / extent) * size.x,
+                                                 (coords.y + at.y / extent) * size.y), coords.z);
+              var marker = clusterMarker(layerCfg, props, latlng, map, cfg);
+              entry.markers.push(marker);
+              clusters.addLayer(marker);
+            }
+            return false;
+          });
+          layers[layerCfg.slug] = data;
+          byTile[key] = entry;
+          onChange();
+        }
+        return { layers: layers };
+      }
+    });
+    var grid = new Layer(tileUrl(layerCfg), {
+      rendererFactory: L.canvas.tile,
+      vectorTileLayerStyles: styles,
+      interactive: false,  // clicks are matched in ``hit``, so shapes below stay clickable
+      getFeatureId: function (feat) { return feat.id; },
+      pane: 'gisTiles',
+      maxZoom: map.getMaxZoom(),
+      fetchOptions: { credentials: 'same-origin', priority: 'low' }
+    });
+    grid.on('tileunload', function (e) {
+      var key = grid._tileCoordsToKey(e.coords);
+      (byTile[key] ? byTile[key].markers : []).forEach(function (m) { clusters.removeLayer(m); });
+      delete byTile[key];
+      onChange();
+    });
+    group.addLayer(grid);
+    group.addLayer(clusters);
+    return {
+      grid: grid,
+      // What the current tiles hold: plain features and clusters.
+      drawn: function () {
+        return Object.keys(byTile).reduce(function (n, key) {
+          return { features: n.features + byTile[key].features,
+                   clusters: n.clusters + byTile[key].markers.length };
+        }, { features: 0, clusters: 0 });
+      },
+      // The feature under a click at ``latlng``, with its id, or null.
+      hit: function (latlng) {
+        var z = grid._tileZoom;
+        if (z === undefined || !grid._vectorTiles) { return null; }
+        var size = grid.getTileSize();
+        var p = map.project(latlng, z);
+        var coords = p.unscaleBy(size).floor();
+        coords.z = z;
+        var renderer = grid._vectorTiles[grid._tileCoordsToKey(coords)];
+        if (!renderer) { return null; }
+        var local = p.subtract(coords.scaleBy(size));
+        var found = null;
+        Object.keys(renderer._layers).forEach(function (id) {
+          var shape = renderer._layers[id];
+          if (!shape._pxBounds && shape.makeInteractive) { shape.makeInteractive(); }
+          if (kinds.get(shape.properties) && shape._containsPoint(local)) { found = shape; }
+        });
+        if (!found) { return null; }
+        var meta = kinds.get(found.properties);
+        return { id: meta.id, properties: found.properties,
+                 // A point's popup stands on the point, a shape's where it was clicked.
+                 latlng: meta.type === 1 ? map.unproject(found._point.add(coords.scaleBy(size)), z)
+                   : latlng };
+      }
+    };
+  }
+
   var GisMap = {
     // ``containers`` are Folium's empty layer groups, in the order of the config's layers;
     // the config itself is the page's JSON data island (never a template).
@@ -346,7 +540,7 @@
       cfg.layers.forEach(function (layerCfg, i) {
         var group = containers[i];
         groups[layerCfg.slug] = group;
-        if (layerCfg.points && group.options) {
+        if (layerCfg.points && !layerCfg.tiles && group.options) {
           group.options.iconCreateFunction = function (c) { return clusterIcon(c, layerCfg); };
         }
         control.addOverlay(group, escapedName(layerCfg.title));
@@ -367,16 +561,28 @@
       if (cfg.legend && cfg.layers.length) { addLegend(map, cfg); }
       if (cfg.pick_location) { pickLocation(map); }
 
+      // Ready when the GeoJSON layers have their pages and the tiled ones their tiles.
+      var fetching = true;
+      var tiled = {};
+      function updateReady() {
+        state.ready = !fetching && Object.keys(tiled).every(function (slug) {
+          return !tiled[slug].loading;
+        });
+      }
+
+      // Small layers come as GeoJSON pages for the view; only those switched on.
       async function refresh() {
         var view = clampBounds(map.getBounds().pad(0.25));
         var pending = cfg.layers.filter(function (l) {
-          return !(loaded[l.slug] && loaded[l.slug].contains(map.getBounds()));
+          return !l.tiles && map.hasLayer(groups[l.slug]) &&
+            !(loaded[l.slug] && loaded[l.slug].contains(map.getBounds()));
         });
-        if (!pending.length) { state.ready = true; return; }
+        if (!pending.length) { fetching = false; updateReady(); return; }
         if (controller) { controller.abort(); }
         controller = new AbortController();
         var signal = controller.signal;
-        state.ready = false;
+        fetching = true;
+        updateReady();
         await Promise.all(pending.map(async function (layerCfg) {
           var group = groups[layerCfg.slug];
           state.layers[layerCfg.slug] = { loading: true, count: 0, error: null };
@@ -398,7 +604,66 @@
             showCount(layerCfg.slug, ' · ' + cfg.messages.load_error);
           }
         }));
-        if (!signal.aborted) { state.ready = true; }
+        if (!signal.aborted) { fetching = false; updateReady(); }
+      }
+
+      // Large layers come as vector tiles, which Leaflet asks for as the view moves, for a
+      // layer that is switched on; the count is the server's, as the tiles hold clusters.
+      function addTiled(layerCfg) {
+        var slug = layerCfg.slug;
+        var handle = tiledLayer(layerCfg, groups[slug], map, cfg, function () {
+          if (!handle) { return; }
+          var drawn = handle.drawn();
+          state.layers[slug].features = drawn.features;
+          state.layers[slug].clusters = drawn.clusters;
+        });
+        tiled[slug] = handle;
+        state.layers[slug] = { loading: false, count: layerCfg.count, error: null, tiled: true,
+                               features: 0, clusters: 0 };
+        showCount(slug, ' · ' + (layerCfg.count_more ? '> ' : '') +
+                  countText(layerCfg.count, cfg) + ' ' + cfg.messages.features);
+        function loading(flag) {
+          return function () {
+            handle.loading = flag;
+            state.layers[slug].loading = flag;
+            updateReady();
+          };
+        }
+        handle.grid.on('loading', loading(true));
+        handle.grid.on('load remove', loading(false));
+        handle.loading = map.hasLayer(groups[slug]) && handle.grid.isLoading();
+        state.layers[slug].loading = handle.loading;
+      }
+
+      // A click on a tiled feature opens its popup. Tiles take no pointer events, so the
+      // click is matched here, before Leaflet sees it: a feature drawn over a ward wins
+      // (markers and popups keep their own clicks).
+      function openTiled(layerCfg, found) {
+        var popup = L.popup(cfg.popup).setLatLng(found.latlng);
+        popup.setContent(layerCfg.detail
+          ? loadFeature(layerCfg, found.id, cfg, function (content) { popup.setContent(content); })
+          : popupContent(layerCfg, found, cfg));
+        popup.openOn(map);
+      }
+      if (!cfg.pick_location) {
+        map.getContainer().addEventListener('click', function (e) {
+          var target = e.target;
+          if ((map.dragging && map.dragging.moved()) || !target.closest ||
+              !target.closest('.leaflet-map-pane') ||
+              target.closest('.leaflet-marker-icon, .leaflet-popup')) { return; }
+          var latlng = map.mouseEventToLatLng(e);
+          var shown = cfg.layers.filter(function (l) {
+            return l.tiles && map.hasLayer(groups[l.slug]);
+          }).reverse();  // the last drawn lies on top
+          for (var i = 0; i < shown.length; i++) {
+            var found = tiled[shown[i].slug].hit(latlng);
+            if (found) {
+              e.stopPropagation();
+              openTiled(shown[i], found);
+              return;
+            }
+          }
+        }, true);
       }
 
       // Ward names crowd a small screen at city scale: smaller below zoom 13, hidden below 12.
@@ -422,7 +687,8 @@
 
       var timer = null;
       function schedule() {
-        state.ready = false;
+        fetching = true;
+        updateReady();
         clearTimeout(timer);
         timer = setTimeout(refresh, 150);
       }
@@ -441,7 +707,13 @@
         if (popupOpen) { missed = true; return; }
         schedule();
       });
+      map.on('overlayadd', schedule);  // a layer switched on fetches its view now
       refresh();
+      // After the small layers' first requests, so their pages do not queue behind tiles.
+      var pane = map.createPane('gisTiles');
+      pane.style.zIndex = 450;  // above shapes, below markers
+      pane.style.pointerEvents = 'none';
+      cfg.layers.forEach(function (layerCfg) { if (layerCfg.tiles) { addTiled(layerCfg); } });
     }
   };
 
