@@ -379,10 +379,12 @@
 
   // A server cluster: a disc sized by its count, a ring showing its mix by colour, the
   // count as text; clicking it zooms in.
-  function clusterMarker(layerCfg, props, latlng, map, cfg) {
+  function clusterMarker(layerCfg, props, latlng, map, cfg, scale) {
     var count = Math.max(0, Math.round(Number(props.count) || 0));
     var mix = clusterMix(layerCfg, props.counts);
-    var size = Math.round(30 + 7 * Math.log10(Math.max(1, count)));
+    // 22 px for a few points to about 50 for a million: clusters lie on a 64 px grid of
+    // their tile, which is drawn at ``scale`` between zoom levels.
+    var size = Math.round((22 + 5 * Math.log10(Math.max(1, count))) * scale);
     var base = safeColor(layerCfg.color, '#3f51b5');
     var total = mix.reduce(function (n, m) { return n + m[2]; }, 0);
     var ring = el('div', 'gis-tile-cluster-ring');
@@ -453,6 +455,7 @@
         if (data && this._tiles[key]) {
           var size = this.getTileSize();
           var extent = data.extent || TILE_EXTENT;
+          var scale = Math.max(0.7, Math.min(1, map.getZoomScale(map.getZoom(), coords.z)));
           data.features = data.features.filter(function (feat) {
             var props = feat.properties || {};
             if (!props.cluster) {
@@ -464,7 +467,7 @@
             if (at && at.x >= 0 && at.y >= 0 && at.x < extent && at.y < extent) {
               var latlng = map.unproject(L.point((coords.x + at.x / extent) * size.x,
                                                  (coords.y + at.y / extent) * size.y), coords.z);
-              var marker = clusterMarker(layerCfg, props, latlng, map, cfg);
+              var marker = clusterMarker(layerCfg, props, latlng, map, cfg, scale);
               entry.markers.push(marker);
               clusters.addLayer(marker);
             }
@@ -638,6 +641,16 @@
       // A click on a tiled feature opens its popup. Tiles take no pointer events, so the
       // click is matched here, before Leaflet sees it: a feature drawn over a ward wins
       // (markers and popups keep their own clicks).
+      function tiledAt(latlng) {
+        var shown = cfg.layers.filter(function (l) {
+          return l.tiles && map.hasLayer(groups[l.slug]);
+        }).reverse();  // the last drawn lies on top
+        for (var i = 0; i < shown.length; i++) {
+          var found = tiled[shown[i].slug].hit(latlng);
+          if (found) { return { layerCfg: shown[i], found: found }; }
+        }
+        return null;
+      }
       function openTiled(layerCfg, found) {
         var popup = L.popup(cfg.popup).setLatLng(found.latlng);
         popup.setContent(layerCfg.detail
@@ -651,19 +664,22 @@
           if ((map.dragging && map.dragging.moved()) || !target.closest ||
               !target.closest('.leaflet-map-pane') ||
               target.closest('.leaflet-marker-icon, .leaflet-popup')) { return; }
-          var latlng = map.mouseEventToLatLng(e);
-          var shown = cfg.layers.filter(function (l) {
-            return l.tiles && map.hasLayer(groups[l.slug]);
-          }).reverse();  // the last drawn lies on top
-          for (var i = 0; i < shown.length; i++) {
-            var found = tiled[shown[i].slug].hit(latlng);
-            if (found) {
-              e.stopPropagation();
-              openTiled(shown[i], found);
-              return;
-            }
+          var at = tiledAt(map.mouseEventToLatLng(e));
+          if (at) {
+            e.stopPropagation();
+            openTiled(at.layerCfg, at.found);
           }
         }, true);
+        // The pointer says what can be clicked, once per frame at most.
+        var hovering = false;
+        map.on('mousemove', function (e) {
+          if (hovering) { return; }
+          hovering = true;
+          L.Util.requestAnimFrame(function () {
+            hovering = false;
+            map.getContainer().classList.toggle('gis-tile-hover', !!tiledAt(e.latlng));
+          });
+        });
       }
 
       // Ward names crowd a small screen at city scale: smaller below zoom 13, hidden below 12.
