@@ -241,6 +241,25 @@ def test_a_write_changes_the_etag_and_the_tile(app):
         "properties"]["name"] == "Tên mới"
 
 
+def test_a_layer_made_again_under_its_slug_is_never_served_its_old_tiles(app):
+    """Deleted and made again within the same second, with as many writes: the cache and
+    the ETag still tell the two apart (a layer's revisions start from the clock)."""
+    client, store = login(app.test_client(), "admin"), app.extensions["gis_store"]
+    z, x, y = tile_of(*CITY, 14)
+    url = f"/tiles/again/{z}/{x}/{y}.mvt"
+    bounds = tile_bounds(z, x, y)
+    middle = Point((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2)
+    store.create_layer("again", "Lần đầu", "generic", geometry_type="Point",
+                       features=[(middle, {"n": 1})])
+    first = client.get(url)
+    store.delete_layer("again")
+    store.create_layer("again", "Lần sau", "generic", geometry_type="Point",
+                       features=[(middle, {"n": 2}), (middle, {"n": 3})])
+    second = client.get(url, headers={"If-None-Match": first.headers["ETag"]})
+    assert second.status_code == 200 and second.headers["ETag"] != first.headers["ETag"]
+    assert len(features(second, "again")) == 2 and len(features(first, "again")) == 1
+
+
 def test_public_tiles_are_cacheable_and_revalidate(client):
     z, x, y = tile_of(*CITY, 12)
     url = f"/public/tiles/default/hotspots/{z}/{x}/{y}.mvt"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -130,6 +131,12 @@ def cover(bbox: Bounds, span: tuple[float, float] = (0.0, 0.0)) -> tuple[tuple[i
     for cx, cy in sorted(starts, key=lambda c: _code(*c)):
         visit(cx, cy, top)
     return tuple(ranges)
+
+
+def first_revision() -> int:
+    """A new layer's first revision: the clock in microseconds, so a layer deleted and
+    made again under its slug never repeats a revision an old tile is cached under."""
+    return time.time_ns() // 1000
 
 
 def page_rows(rows: list[Row], limit: int, by_place: bool

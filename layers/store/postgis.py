@@ -59,7 +59,7 @@ from .common import (
     to_layer,
     utc_now,
 )
-from .place import place_rows
+from .place import first_revision, place_rows
 from .postgis_accounts import ACCOUNTS_SCHEMA, PostGISAccountsMixin, upgrade_accounts
 from .postgis_place import PLACE_SCHEMA, SET_PLACE, query_page, touch_layer, upgrade_place
 from .postgis_records import RECORDS_SCHEMA, PostGISRecordsMixin
@@ -311,10 +311,10 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, PostGISReimportMix
         with self._tx() as conn:
             row = conn.execute(
                 "INSERT INTO layers (slug, title, kind, geometry_type, public, style, fields,"
-                " created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb,"
-                " %s, %s) ON CONFLICT (slug) DO NOTHING RETURNING *",
+                " created_at, updated_at, revision) VALUES (%s, %s, %s, %s, %s, %s::jsonb,"
+                " %s::jsonb, %s, %s, %s) ON CONFLICT (slug) DO NOTHING RETURNING *",
                 (slug, title, kind, geometry_type, bool(public), json_text(style or {}),
-                 json_text([f.to_dict() for f in field_defs]), now, now),
+                 json_text([f.to_dict() for f in field_defs]), now, now, first_revision()),
             ).fetchone()
             if row is None:
                 raise layer_exists(slug)

@@ -40,7 +40,7 @@ from .common import (
     to_layer,
     utc_now,
 )
-from .place import place_rows
+from .place import first_revision, place_rows
 from .sqlite_accounts import ACCOUNTS_SCHEMA, AccountsMixin, upgrade_accounts
 from .sqlite_place import PLACE_INDEX, SET_PLACE, query_page, touch_layer, upgrade_place
 from .sqlite_records import RECORDS_SCHEMA, RecordsMixin
@@ -178,9 +178,10 @@ class SQLiteStore(AccountsMixin, RecordsMixin, SQLiteReimportMixin, Store):
                 raise layer_exists(slug)
             con.execute(
                 "INSERT INTO layers (slug, title, kind, geometry_type, public, style, fields,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, updated_at, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (slug, title, kind, geometry_type, int(public), json.dumps(style or {}),
-                 json.dumps([f.to_dict() for f in field_defs], ensure_ascii=False), now, now),
+                 json.dumps([f.to_dict() for f in field_defs], ensure_ascii=False), now, now,
+                 first_revision()),
             )
             row = self._layer_row(con, slug)
             count = len(self._insert_many(con, row, features, now, keys))
