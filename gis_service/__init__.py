@@ -12,6 +12,7 @@ from layers.store import open_store
 
 from . import (
     admin,
+    answer_cache,
     api,
     assets,
     auth,
@@ -64,6 +65,7 @@ def create_app(overrides: dict[str, Any] | None = None, *, serving: bool = True)
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["PROXY_FIX_X_FOR"]))
 
     app.extensions["gis_store"] = open_store(app.config["DATABASE"])
+    answer_cache.init_app(app)
     assets.init_app(app)
     i18n.init_app(app)
     formatting.init_app(app)

@@ -7,13 +7,14 @@ Every route here needs a logged-in user: the data is internal until the public m
 from __future__ import annotations
 
 import orjson
-from flask import Blueprint, current_app, jsonify, request, url_for
+from flask import Blueprint, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_login import current_user
 
 from layers.query import parse_query
 
+from .answer_cache import GEOJSON, PRIVATE_CACHE, args_key, cached_answer, layer_key
 from .auth import login_manager
 from .paging import next_links, page_counts
 from .store_access import get_store
@@ -67,15 +68,20 @@ def features(slug: str) -> ResponseReturnValue:
     found = store.get_layer(slug)
     args = request.args.to_dict(flat=False)
     query = parse_query(args, found.fields, ignore=COMMON_PARAMS)
-    page = store.query_features(slug, query)
-    body = {
-        "type": "FeatureCollection",
-        "features": [f.to_geojson(query.properties) for f in page.features],
-        **page_counts(page),
-        "links": next_links(page, lambda **a: url_for(".features", slug=slug, **a), args),
-    }
-    # orjson: feature pages are the API's bulk; it serialises them several times faster.
-    return current_app.response_class(orjson.dumps(body), mimetype="application/geo+json")
+
+    def page() -> bytes:
+        found_page = store.query_features(slug, query)
+        # orjson: feature pages are the API's bulk; it serialises them several times faster.
+        return orjson.dumps({
+            "type": "FeatureCollection",
+            "features": [f.to_geojson(query.properties) for f in found_page.features],
+            **page_counts(found_page),
+            "links": next_links(found_page, lambda **a: url_for(".features", slug=slug, **a),
+                                args),
+        })
+
+    key = ("features", *layer_key(found), args_key(args))
+    return cached_answer(key, GEOJSON, PRIVATE_CACHE, page)
 
 
 @bp.get("/layers/<slug>/features/<int:feature_id>")

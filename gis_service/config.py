@@ -60,8 +60,9 @@ class DefaultConfig:
     REPORT_LAYER: str | None = None
     # Page size the map uses when it fetches features from the API.
     MAP_PAGE_SIZE = 5000
-    # Bytes of vector tiles each worker keeps in memory (least recently used dropped first).
-    TILE_CACHE_BYTES = 64 * 1024 * 1024
+    # Bytes of answers (vector tiles, feature pages) each worker keeps in memory, least
+    # recently used dropped first.
+    CACHE_BYTES = 64 * 1024 * 1024
     # Layers with more features than this are drawn from vector tiles (clustered on the
     # server), smaller ones from GeoJSON pages.
     TILE_THRESHOLD = 5000

@@ -8,7 +8,6 @@ Data answers carry an ETag and Cache-Control so a reverse proxy can cache them.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import secrets
 from dataclasses import replace
 
@@ -27,6 +26,7 @@ from layers.text import checked_text
 from layers.wards import check_near_city, place_wards
 from layers.workflow import public_timeline
 
+from .answer_cache import GEOJSON, PUBLIC_CACHE, args_key, cached_answer, layer_key
 from .map_builder import MapLayer
 from .map_pages import render_map, tile_template, ward_index, with_tiles
 from .paging import next_links, page_counts
@@ -75,24 +75,16 @@ def public_layer(map_slug: str, layer_slug: str) -> Layer:
     return layer
 
 
+def _public_names(layer: Layer) -> tuple[str, ...]:
+    return tuple(f.name for f in public_fields(layer))
+
+
 def public_json(layer: Layer, feature: Feature) -> dict:
-    names = [f.name for f in public_fields(layer)]
-    return feature.to_geojson(tuple(names))
+    return feature.to_geojson(_public_names(layer))
 
 
 def visible(layer: Layer, feature: Feature) -> bool:
     return layer.kind != "hotspot" or feature.properties.get("status") in PUBLIC_STATUSES
-
-
-def cached(body: dict) -> ResponseReturnValue:
-    """JSON with a content ETag: a proxy or browser revalidates instead of refetching."""
-    data = orjson.dumps(body)
-    etag = hashlib.sha256(data).hexdigest()[:32]
-    headers = {"ETag": f'"{etag}"', "Cache-Control": "public, max-age=60",
-               "Vary": "Accept-Language"}
-    if request.if_none_match.contains(etag):
-        return "", 304, headers
-    return current_app.response_class(data, mimetype="application/geo+json", headers=headers)
 
 
 @bp.get("/public/api/<map_slug>/layers/<layer_slug>/features")
@@ -103,14 +95,20 @@ def features(map_slug: str, layer_slug: str) -> ResponseReturnValue:
     query = parse_query(paging, public_fields(layer))
     if layer.kind == "hotspot":
         query = FeatureQuery(query.bbox, query.limit, query.after, {"status": PUBLIC_STATUSES})
-    page = get_store().query_features(layer_slug, query)
-    return cached({
-        "type": "FeatureCollection",
-        "features": [public_json(layer, f) for f in page.features],
-        **page_counts(page),
-        "links": next_links(page, lambda **a: url_for(".features", map_slug=map_slug,
-                                                      layer_slug=layer_slug, **a), paging),
-    })
+
+    def page() -> bytes:
+        found = get_store().query_features(layer_slug, query)
+        return orjson.dumps({
+            "type": "FeatureCollection",
+            "features": [public_json(layer, f) for f in found.features],
+            **page_counts(found),
+            "links": next_links(found, lambda **a: url_for(".features", map_slug=map_slug,
+                                                           layer_slug=layer_slug, **a), paging),
+        })
+
+    # The public fields are in the key: a field made internal leaves the answers at once.
+    key = ("public-features", *layer_key(layer), _public_names(layer), map_slug, args_key(paging))
+    return cached_answer(key, GEOJSON, PUBLIC_CACHE, page)
 
 
 @bp.get("/public/api/<map_slug>/layers/<layer_slug>/features/<int:feature_id>")
@@ -119,7 +117,9 @@ def feature(map_slug: str, layer_slug: str, feature_id: int) -> ResponseReturnVa
     found = get_store().get_feature(layer_slug, feature_id)
     if not visible(layer, found):
         abort(404)
-    return cached(public_json(layer, found))
+    key = ("public-feature", *layer_key(layer), _public_names(layer), feature_id)
+    return cached_answer(key, GEOJSON, PUBLIC_CACHE,
+                         lambda: orjson.dumps(public_json(layer, found)))
 
 
 def shown_layers(config: PublicMap) -> list[Layer]:
@@ -140,8 +140,7 @@ def map_layers(config: PublicMap, layers: list[Layer]) -> list[MapLayer]:
     its tiles, for a large layer)."""
     return [
         with_tiles(get_store(),
-                   MapLayer(Layer(la.slug, la.title, la.kind, la.geometry_type, True, la.style,
-                                  public_fields(la)),
+                   MapLayer(replace(la, public=True, fields=public_fields(la)),
                             url_for(".features", map_slug=config.slug, layer_slug=la.slug)),
                    tile_template("public_tiles.public_tile", map_slug=config.slug, slug=la.slug),
                    shown_query(la))

@@ -5,19 +5,13 @@ API's filters; ``/public/tiles/<map>/<slug>/…`` serves a public map's public l
 their public fields only, hotspots only once verified (the public API's rules), and takes
 no parameters. Each tile carries an ETag made from the layer's revision (which every
 write to its features bumps), its data version and the request, so a client revalidates
-with a 304 and a write is never served stale; tiles are kept in a per-worker LRU cache
-under that same key.
+with a 304 and a write is never served stale; tiles are kept in the per-worker answer
+cache under that same key (``answer_cache``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections import OrderedDict
-from collections.abc import Hashable
-
-from flask import Blueprint, Flask, current_app, jsonify, request, url_for
-from flask.blueprints import BlueprintSetupState
+from flask import Blueprint, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -35,6 +29,7 @@ from layers.tiles import (
     tile_filters,
 )
 
+from .answer_cache import PRIVATE_CACHE, PUBLIC_CACHE, cached_answer, layer_key
 from .api import COMMON_PARAMS
 from .auth import login_manager
 from .public import PUBLIC_STATUSES, public_fields, public_layer
@@ -44,44 +39,7 @@ bp = Blueprint("tiles", __name__)
 public_bp = Blueprint("public_tiles", __name__)
 
 MVT_TYPE = "application/vnd.mapbox-vector-tile"
-INTERNAL_CACHE = "private, max-age=0, must-revalidate"
-PUBLIC_CACHE = "public, max-age=60"
 TILE_TEMPLATE = "/{tileMatrix}/{tileCol}/{tileRow}.mvt"
-
-
-class TileCache:
-    """Tiles by key, least recently used dropped first once over a byte budget; shared
-    by the threads of one worker (each gunicorn worker has its own)."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self.size = 0
-        self._tiles: OrderedDict[Hashable, bytes] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> bytes | None:
-        with self._lock:
-            data = self._tiles.get(key)
-            if data is not None:
-                self._tiles.move_to_end(key)
-            return data
-
-    def put(self, key: Hashable, data: bytes) -> None:
-        if len(data) > self.budget:
-            return
-        with self._lock:
-            old = self._tiles.pop(key, None)
-            self.size += len(data) - (len(old) if old is not None else 0)
-            self._tiles[key] = data
-            while self.size > self.budget:
-                _, dropped = self._tiles.popitem(last=False)
-                self.size -= len(dropped)
-
-
-@bp.record_once
-def _make_cache(state: BlueprintSetupState) -> None:
-    app: Flask = state.app
-    app.extensions["gis_tile_cache"] = TileCache(int(app.config["TILE_CACHE_BYTES"]))
 
 
 @bp.before_request
@@ -107,17 +65,8 @@ def serve_tile(layer: Layer, wanted: TileRequest, cache_control: str) -> Respons
     The layer was read before the tile is made, so a tile is never older than the
     revision it is filed under (at worst newer, which the next revision replaces).
     """
-    key = (layer.slug, layer.created_at, layer.data_version, layer.revision, *wanted.key())
-    etag = hashlib.sha256(repr(key).encode()).hexdigest()[:32]
-    headers = {"ETag": f'"{etag}"', "Cache-Control": cache_control}
-    if request.if_none_match.contains(etag):
-        return "", 304, headers
-    cache: TileCache = current_app.extensions["gis_tile_cache"]
-    data = cache.get(key)
-    if data is None:
-        data = get_store().vector_tile(layer.slug, wanted)
-        cache.put(key, data)
-    return current_app.response_class(data, mimetype=MVT_TYPE, headers=headers)
+    return cached_answer(("tile", *layer_key(layer), *wanted.key()), MVT_TYPE, cache_control,
+                         lambda: get_store().vector_tile(layer.slug, wanted))
 
 
 def tileset(layer: Layer, fields: tuple[FieldDef, ...], base: str) -> ResponseReturnValue:
@@ -153,7 +102,7 @@ def internal_tile(slug: str, z: int, x: int, y: int) -> ResponseReturnValue:
     tile = Tile.checked(z, x, y)
     query = tile_filters(request.args.to_dict(flat=False), layer.fields, ignore=COMMON_PARAMS)
     title, color = shown_properties(layer, layer.fields)
-    return serve_tile(layer, TileRequest(tile, query, title, color), INTERNAL_CACHE)
+    return serve_tile(layer, TileRequest(tile, query, title, color), PRIVATE_CACHE)
 
 
 @public_bp.get("/public/tiles/<map_slug>/<slug>")

@@ -241,3 +241,19 @@ def test_a_schema_5_postgis_database_gains_its_place_index():
     near_second = FeatureQuery(bbox=(106.895, 11.545, 106.905, 11.555))
     assert [f.id for f in upgraded.query_features("diem", near_second).features] == ids[1:]
     upgraded.close()
+
+
+def test_a_feature_page_is_kept_and_revalidated_until_a_write(app_with_points):
+    app, xy, ids = app_with_points
+    client = login(app.test_client(), "inspector")
+    url = "/api/layers/diem/features?limit=5&bbox=" + ",".join(map(str, WARD_BOX))
+    first = client.get(url)
+    etag = first.headers["ETag"]
+    assert first.headers["Cache-Control"] == "private, max-age=0, must-revalidate"
+    assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
+    shown = first.get_json()["features"][0]
+    store = app.extensions["gis_store"]
+    store.update_feature("diem", shown["id"], expected_version=1, properties={"n": -1})
+    again = client.get(url, headers={"If-None-Match": etag})
+    assert again.status_code == 200 and again.headers["ETag"] != etag
+    assert again.get_json()["features"][0]["properties"] == {"n": -1}
