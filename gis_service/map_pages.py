@@ -48,18 +48,36 @@ def tile_template(endpoint: str, **args: str) -> str:
     return url.removesuffix("0/0/0.mvt") + "{z}/{x}/{y}.mvt"
 
 
+COUNTS = "gis_map_counts"  # app.extensions key of the counts cache below
+COUNTS_KEPT = 1000
+
+
+def cached_count(store: Store, layer: Layer, query: FeatureQuery | None) -> int | None:
+    """The layer's feature count (``query`` None) or what ``query`` matches (None past the
+    store's cap). Counting costs about 0.1 s a million features, so each worker keeps the
+    answer until a write to the layer's features bumps its revision."""
+    cache: dict[tuple, int | None] = current_app.extensions.setdefault(COUNTS, {})
+    key = (layer.slug, layer.revision, layer.data_version, repr(query))
+    if key not in cache:
+        if len(cache) >= COUNTS_KEPT:
+            cache.clear()
+        cache[key] = (store.count_features(layer.slug) if query is None
+                      else store.query_features(layer.slug, query).matched)
+    return cache[key]
+
+
 def with_tiles(store: Store, ml: MapLayer, tiles: str, shown: FeatureQuery) -> MapLayer:
     """``ml`` drawn from the vector tiles at ``tiles`` when its layer holds more than
     TILE_THRESHOLD features (GeoJSON pages of a large layer would load it whole), with the
     count of what ``shown`` (the map's filters) matches, which the tiles' clusters cannot
     give. Past the store's counting cap the count says "more than"."""
-    total = store.count_features(ml.layer.slug)
+    total = cached_count(store, ml.layer, None) or 0
     if total <= current_app.config["TILE_THRESHOLD"]:
         return ml
     if not shown.equals and not shown.ranges:
         return replace(ml, tiles=tiles, count=total)
     counting = replace(shown, limit=DEFAULT_LIMIT, properties=())
-    matched = store.query_features(ml.layer.slug, counting).matched
+    matched = cached_count(store, ml.layer, counting)
     if matched is None:
         return replace(ml, tiles=tiles, count=count_cap(counting.limit), count_more=True)
     return replace(ml, tiles=tiles, count=matched)

@@ -70,3 +70,25 @@ def test_a_count_past_the_stores_cap_says_more_than(tmp_path: Path) -> None:
                       .get_data(as_text=True))["hotspots"]
     assert hotspots["tiles"]
     assert (hotspots["count"], hotspots["count_more"]) == (10_000, True)
+
+
+def test_the_count_follows_every_write(tmp_path: Path) -> None:
+    app = make_app(tmp_path / "a.sqlite", TILE_URL="", TILE_THRESHOLD=100)
+    store = app.extensions["gis_store"]
+    client = login(app.test_client())
+
+    def counts() -> tuple[int, int]:
+        return (layers(client.get("/map").get_data(as_text=True))["hotspots"]["count"],
+                layers(client.get("/map?status=verified").get_data(as_text=True))
+                ["hotspots"]["count"])
+
+    total, verified = counts()
+    assert counts() == (total, verified)  # asked again: the same (from the worker's cache)
+    [new] = store.add_features("hotspots", [
+        (Point(106.85, 11.52), {"name": "Mới", "category": "other", "severity": 1,
+                                "status": "reported", "reported_at": "2024-05-01"})])
+    assert counts() == (total + 1, verified)
+    spot = store.get_feature("hotspots", new)
+    store.update_feature("hotspots", new, expected_version=spot.version,
+                         properties={**spot.properties, "status": "verified"})
+    assert counts() == (total + 1, verified + 1)
