@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import orjson
 from flask import current_app, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
@@ -17,6 +18,7 @@ from layers.query import DEFAULT_LIMIT, MAX_LIMIT, FeatureQuery, parse_query
 from layers.store import Layer, Store
 from layers.store.place import count_cap
 
+from .answer_cache import AnswerCache, layer_key
 from .map_builder import MapLayer, MapSettings, build_map, render_parts
 from .security import csp_nonce
 
@@ -48,22 +50,19 @@ def tile_template(endpoint: str, **args: str) -> str:
     return url.removesuffix("0/0/0.mvt") + "{z}/{x}/{y}.mvt"
 
 
-COUNTS = "gis_map_counts"  # app.extensions key of the counts cache below
-COUNTS_KEPT = 1000
-
-
 def cached_count(store: Store, layer: Layer, query: FeatureQuery | None) -> int | None:
     """The layer's feature count (``query`` None) or what ``query`` matches (None past the
-    store's cap). Counting costs about 0.1 s a million features, so each worker keeps the
-    answer until a write to the layer's features bumps its revision."""
-    cache: dict[tuple, int | None] = current_app.extensions.setdefault(COUNTS, {})
-    key = (layer.slug, layer.revision, layer.data_version, repr(query))
-    if key not in cache:
-        if len(cache) >= COUNTS_KEPT:
-            cache.clear()
-        cache[key] = (store.count_features(layer.slug) if query is None
-                      else store.query_features(layer.slug, query).matched)
-    return cache[key]
+    store's cap). Counting costs about 0.1 s a million features, so the worker's answer
+    cache keeps it until a write to the layer's features bumps its revision."""
+    cache: AnswerCache = current_app.extensions["gis_answer_cache"]
+    key = ("map-count", *layer_key(layer), repr(query))
+    kept = cache.get(key)
+    if kept is not None:
+        return orjson.loads(kept)
+    count = (store.count_features(layer.slug) if query is None
+             else store.query_features(layer.slug, query).matched)
+    cache.put(key, orjson.dumps(count))
+    return count
 
 
 def with_tiles(store: Store, ml: MapLayer, tiles: str, shown: FeatureQuery) -> MapLayer:
