@@ -13,7 +13,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from layers.errors import GisError
-from layers.ingest.mapping import guess_key, guess_mapping
+from layers.ingest.mapping import guess_mapping
 from layers.ingest.pipeline import Preview, PublishSpec, plan_publish, publish
 from layers.ingest.validate import field_name
 from layers.kinds import KINDS
@@ -57,7 +57,7 @@ def _summary(data: dict) -> str:
 def _key(key: str | None, preview: Preview) -> str | None:
     """The key column as the planner named it (any case), 'none', or the guess."""
     if key is None:
-        return guess_key(preview.frame)
+        return preview.key_guess
     return None if key.strip().lower() == "none" else field_name(key.strip(), set())
 
 

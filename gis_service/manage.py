@@ -27,7 +27,7 @@ from flask_login import current_user
 
 from layers.errors import GisError, InvalidUpload, VersionConflict
 from layers.ingest.encoding import ENCODINGS, LABELS
-from layers.ingest.mapping import guess_key, guess_mapping, ward_warnings
+from layers.ingest.mapping import guess_mapping, ward_warnings
 from layers.ingest.pipeline import Preview, PublishSpec, ReadOptions, plan_publish, publish
 from layers.ingest.validate import field_name
 from layers.kinds import KINDS
@@ -70,7 +70,7 @@ def publish_spec(form: dict[str, str], preview: Preview) -> PublishSpec:
         if key.startswith("map_") and value
     }
     target = form.get("target", "")
-    key = form["key"] if "key" in form else guess_key(preview.frame)  # scripts: the guess
+    key = form.get("key", preview.key_guess)  # scripts: the guess
     return PublishSpec(
         slug=target or (form.get("slug") or "").strip(),
         title=(form.get("title") or "").strip(),
@@ -131,7 +131,7 @@ def preview_map(preview: Preview, token: str, options: ReadOptions) -> dict[str,
     url = url_for(".preview_features", token=token)
     layers.append(MapLayer(layer, url, {k: [v] for k, v in option_args(options).items()},
                            detail=False))
-    minx, miny, maxx, maxy = preview.frame.total_bounds
+    minx, miny, maxx, maxy = preview.bounds
     return render_map(layers, (float(minx), float(miny), float(maxx), float(maxy)),
                       page_size=PREVIEW_MAP_FEATURES)
 
@@ -178,7 +178,7 @@ def render_preview(token: str, args: dict[str, str], form: dict[str, str] | None
     mapping = guess_mapping(kind, columns)
     if form:
         mapping = {k.removeprefix("map_"): v for k, v in form.items() if k.startswith("map_")}
-    preview.warnings += ward_warnings(get_store(), kind, mapping, preview.frame)
+    preview.warnings += ward_warnings(get_store(), kind, mapping, preview.distinct)
     stem = pending.original_name.rsplit(".", 1)[0]
     store = get_store()
     page = render_template(
@@ -194,7 +194,7 @@ def render_preview(token: str, args: dict[str, str], form: dict[str, str] | None
         encoding_labels=LABELS,
         crs_sources=crs_sources(),
         replaceable=[la for la in store.list_layers() if la.kind == kind],
-        key_guess=guess_key(preview.frame),
+        key_guess=preview.key_guess,
         default_slug=field_name(stem, set()).replace("_", "-")[:40],
         default_title=stem,
         form=form or {},

@@ -296,21 +296,20 @@ def _coerce(f: FieldDef, value: Any) -> Any:
             raise ValueError(Message("must be text"))
         return nfc(str(value))
     if f.type in ("integer", "year"):
-        whole = Message("must be a whole number")
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError(whole)
-        number: float = _convert(int, value, whole)
+            raise ValueError(_not_whole())
+        number: float = _convert(int, value, _not_whole)
     elif f.type == "number":
         if isinstance(value, bool):
-            raise ValueError(Message("must be a number"))
-        number = _convert(float, value, Message("must be a number"))
+            raise ValueError(_not_number())
+        number = _convert(float, value, _not_number)
     elif f.type == "date":
         if isinstance(value, dt.datetime):
             return value.date().isoformat()
         if isinstance(value, dt.date):
             return value.isoformat()
         return _convert(dt.date.fromisoformat, str(value).strip(),
-                        Message("must be a date written YYYY-MM-DD")).isoformat()
+                        lambda: Message("must be a date written YYYY-MM-DD")).isoformat()
     elif f.type == "boolean":
         if isinstance(value, bool):
             return value
@@ -329,12 +328,21 @@ def _coerce(f: FieldDef, value: Any) -> Any:
     return number
 
 
-def _convert(convert: Callable[[Any], Any], value: Any, problem: Message) -> Any:
-    """``convert(value)``, its failure told as ``problem`` rather than Python's own words."""
+# Made only when a value fails: an import of a million rows converts millions of values.
+def _not_whole() -> Message:
+    return Message("must be a whole number")
+
+
+def _not_number() -> Message:
+    return Message("must be a number")
+
+
+def _convert(convert: Callable[[Any], Any], value: Any, problem: Callable[[], Message]) -> Any:
+    """``convert(value)``, its failure told as ``problem()`` rather than Python's own words."""
     try:
         return convert(value)
     except (ValueError, TypeError, OverflowError):
-        raise ValueError(problem) from None
+        raise ValueError(problem()) from None
 
 
 def _joined(problems: list[Message]) -> Message:

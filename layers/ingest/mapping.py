@@ -8,7 +8,9 @@ starting point the planner sees and can change.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..kinds import get_kind
@@ -56,14 +58,15 @@ def guess_mapping(kind: str, columns: list[str]) -> dict[str, str]:
     return guess
 
 
-def ward_warnings(store: Store, kind: str, mapping: Mapping[str, str], frame: pd.DataFrame
-                  ) -> list[Message]:
-    """The preview's warning about ward names in the mapped column that match no ward of
-    the store; publishing refuses them rather than store a ward the filter never finds."""
+def ward_warnings(store: Store, kind: str, mapping: Mapping[str, str],
+                  distinct: Mapping[str, list[Any]]) -> list[Message]:
+    """The preview's warning about ward names in the mapped column (``distinct``: each
+    column's distinct values) that match no ward of the store; publishing refuses them
+    rather than store a ward the filter never finds."""
     column = mapping.get(WARD_FIELD)
-    if not has_wards(kind) or not column or column not in frame.columns:
+    if not has_wards(kind) or not column or column not in distinct:
         return []
-    names = Wards.of(store).unmatched(frame[column].tolist())
+    names = Wards.of(store).unmatched(distinct[column])
     return [unmatched_message(names)] if names else []
 
 
@@ -71,12 +74,31 @@ def ward_warnings(store: Store, kind: str, mapping: Mapping[str, str], frame: pd
 KEY_NAMES = ("ma", "ma_diem", "ma_so", "ma_dinh_danh", "ma_hs", "id", "code", "objectid", "fid")
 
 
-def guess_key(frame: pd.DataFrame) -> str | None:
-    """The column that most likely names each row for good (``MA``, ``MA_DIEM``, ``ID``…):
-    one of the usual names, filled and unique in every row. Column keys are lower case."""
-    for name in KEY_NAMES:
-        if name in frame.columns:
-            values = frame[name]
-            if values.notna().all() and values.astype(str).str.strip().is_unique:
-                return name
-    return None
+class KeyEvidence:
+    """Which column most likely names each row for good (``MA``, ``MA_DIEM``, ``ID``…): one
+    of the usual names, filled and unique in every row, seen chunk by chunk. Each value is
+    kept as a 64-bit hash (8 bytes a row, whatever its length), so a million-row file is
+    checked in a few megabytes."""
+
+    def __init__(self, columns: Mapping[str, object]) -> None:
+        """``columns``: each column's key (lower case) and its name in the chunks."""
+        self.columns = {key: columns[key] for key in KEY_NAMES if key in columns}
+        self.hashes: dict[str, list[np.ndarray]] = {key: [] for key in self.columns}
+
+    def observe(self, frame: pd.DataFrame) -> None:
+        for key, column in self.columns.items():
+            if key not in self.hashes:
+                continue
+            text = frame[column].astype(object).where(frame[column].notna(), "")
+            text = text.astype(str).str.strip()
+            if (text == "").any():
+                del self.hashes[key]  # a row without one: not a key
+            else:
+                self.hashes[key].append(pd.util.hash_pandas_object(text, index=False).to_numpy())
+
+    def guess(self) -> str | None:
+        for key, hashes in self.hashes.items():
+            values = np.concatenate(hashes) if hashes else np.empty(0, np.uint64)
+            if len(np.unique(values)) == len(values):
+                return key
+        return None

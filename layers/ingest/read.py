@@ -46,19 +46,37 @@ MAX_SHX_BYTES = 100 + 8 * 10_000_000  # the index of ten million shapes
 # What may come before an XML document's root element, besides a DOCTYPE.
 XML_PROLOG_SKIP = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->", re.S)
 MAX_LISTED = 200  # GeoPackage layers listed for the planner to choose from
+CHUNK_ROWS = 10_000  # features read at a time from GDAL: an import never holds the whole file
+CHUNKED = ("shapefile", "gpkg")  # GDAL skips to a feature directly; GeoJSON is parsed again
 FOLDER = "folder"  # the column holding a KML Placemark's Folder path
 T = TypeVar("T")
 
 
+def _no_more() -> Iterator[gpd.GeoDataFrame]:
+    return iter(())
+
+
 @dataclass
 class RawData:
-    """A dataset as read: raw text still to decode when ``raw_text`` is True."""
+    """A dataset as read: raw text still to decode when ``raw_text`` is True.
+
+    ``frame`` is its first chunk of at most CHUNK_ROWS features; ``more()`` reads the rest
+    from the file, a chunk at a time, each time it is called, and ``reread()`` all of it
+    again (None: ``frame`` is the whole file, as KML and CSV are always).
+    """
 
     frame: gpd.GeoDataFrame
     declared_crs: str | None
     raw_text: bool
     warnings: list[Message] = field(default_factory=list)  # what GDAL warned of on reading
     declared_types: bool = False  # the source types its columns: its text stays text
+    more: Callable[[], Iterator[gpd.GeoDataFrame]] = _no_more
+    reread: Callable[[], Iterator[gpd.GeoDataFrame]] | None = None
+
+    def chunks(self) -> Iterator[gpd.GeoDataFrame]:
+        """Every chunk, the first one (kept) included."""
+        yield self.frame
+        yield from self.more()
 
 
 def dataset_bytes(ds: Dataset, limit: int) -> bytes:
@@ -99,12 +117,13 @@ def _damaged_shapefile(ds: Dataset, detail: Message) -> InvalidUpload:
         "shapefile again and upload all its files", name=ds.name, detail=detail))
 
 
-def check_shapefile(ds: Dataset, features_read: int) -> None:
+def check_shapefile(ds: Dataset, features_read: int | None = None) -> None:
     """Refuse a shapefile whose parts disagree: GDAL reads a cut-off .shp without an error,
     handing back the shapes past the cut as empty ones, so they must be counted here.
 
     The .shx index holds one (offset, length) pair per shape and the .dbf header its record
-    count; every shape must end inside the .shp, and the three must count the same rows.
+    count; every shape must end inside the .shp, and the three must count the same rows
+    (``features_read``: once read; before, GDAL may fail on the cut instead of saying so).
     """
     shx = read_member_bytes(ds, ".shx", MAX_SHX_BYTES) or b""
     shp_size = member_size(ds, ".shp") or 0
@@ -121,7 +140,7 @@ def check_shapefile(ds: Dataset, features_read: int) -> None:
             "the .shp file holds {size} bytes of the {needed} its shapes need",
             size=shp_size, needed=needed))
     records = struct.unpack("<I", dbf[4:8])[0]
-    if not count == records == features_read:
+    if not count == records == (records if features_read is None else features_read):
         raise _damaged_shapefile(ds, Message(
             "the .shx index lists {shapes} shapes, the .dbf table {records} rows and "
             "{read} could be read", shapes=count, records=records, read=features_read))
@@ -145,16 +164,42 @@ def _gdal(ds: Dataset, read: Callable[[], T]) -> tuple[T, list[Message]]:
 
 
 def read_vector(ds: Dataset) -> RawData:
-    """Shapefile, GeoPackage or GeoJSON through GDAL (pyogrio)."""
+    """Shapefile, GeoPackage or GeoJSON through GDAL (pyogrio): shapefiles and GeoPackages
+    CHUNK_ROWS at a time, GeoJSON whole (each skip would parse the file from its start)."""
     shapefile = ds.format == "shapefile"
     kwargs = {"encoding": "latin1"} if shapefile else {}
-    frame, notes = _gdal(ds, lambda: pyogrio.read_dataframe(ds.path, layer=ds.layer, **kwargs))
+    size = CHUNK_ROWS if ds.format in CHUNKED else None
+
+    def chunk(skip: int) -> tuple[gpd.GeoDataFrame, list[Message]]:
+        return _gdal(ds, lambda: pyogrio.read_dataframe(
+            ds.path, layer=ds.layer, skip_features=skip, max_features=size, **kwargs))
+
     if shapefile:
+        check_shapefile(ds)
+    frame, notes = chunk(0)
+    whole = size is None or len(frame) < size
+    if shapefile and whole:
         check_shapefile(ds, len(frame))
+
+    def chunks_from(read: int) -> Iterator[gpd.GeoDataFrame]:
+        while True:
+            part, warned = chunk(read)
+            notes.extend(w for w in warned if w not in notes)  # the same as raw.warnings
+            read += len(part)
+            if len(part):
+                yield part
+            if len(part) < CHUNK_ROWS:  # only chunked formats are read again
+                break
+        if shapefile:
+            check_shapefile(ds, read)
+
     # The CRS as GDAL declared it ("EPSG:9212" or its WKT): pyproj keeps the text it was
     # given, so the file is opened once, which counts for a GeoPackage of many layers.
     declared = None if shapefile or frame.crs is None else frame.crs.srs
-    return RawData(frame, declared, shapefile, notes, declared_types=True)
+    raw = RawData(frame, declared, shapefile, notes, declared_types=True)
+    if not whole:
+        raw.more, raw.reread = lambda: chunks_from(len(frame)), lambda: chunks_from(0)
+    return raw
 
 
 def _local(tag: str) -> str:
@@ -389,8 +434,18 @@ def read_dataset(ds: Dataset, *, csv_x: str | None = None,
         raw = read_vector(ds)
     if raw.frame.empty:
         raise InvalidUpload(Message("{name} contains no features", name=ds.name))
-    # Raw text is bytes as Latin-1: its "\xa0" may be half of a UTF-8 "à", not a space.
-    space = r"[ \t\r\n\f\v]+" if raw.raw_text else r"\s+"
-    raw.frame.columns = [re.sub(space, " ", str(c)).strip(" ")
-                         if c != raw.frame.geometry.name else c for c in raw.frame.columns]
+    _tidy_columns(raw.frame, raw.raw_text)
+    more, reread, raw_text = raw.more, raw.reread, raw.raw_text  # not raw: its first chunk
+    raw.more = lambda: (_tidy_columns(part, raw_text) for part in more())  # may be let go
+    if reread:
+        raw.reread = lambda: (_tidy_columns(part, raw_text) for part in reread())
     return raw
+
+
+def _tidy_columns(frame: gpd.GeoDataFrame, raw_text: bool) -> gpd.GeoDataFrame:
+    """Column names with their runs of white space made one space, and trimmed (in place)."""
+    # Raw text is bytes as Latin-1: its "\xa0" may be half of a UTF-8 "à", not a space.
+    space = r"[ \t\r\n\f\v]+" if raw_text else r"\s+"
+    frame.columns = [re.sub(space, " ", str(c)).strip(" ")
+                     if c != frame.geometry.name else c for c in frame.columns]
+    return frame

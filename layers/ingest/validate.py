@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import geopandas as gpd
 import numpy as np
@@ -40,11 +40,30 @@ class GeometryReport:
     dropped_nonfinite: int = 0  # coordinates NaN or infinite: GEOS cannot even test them
     geometry_type: str = "Geometry"
     mixed: bool = False
+    families: frozenset[str] = frozenset()  # of the geometries kept
+
+    def merge(self, other: GeometryReport) -> GeometryReport:
+        """The report of two chunks of one file read one after the other."""
+        return _report(self.repaired + other.repaired,
+                       self.dropped_empty + other.dropped_empty,
+                       self.dropped_nonfinite + other.dropped_nonfinite,
+                       self.families | other.families)
 
 
-def clean_geometries(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, GeometryReport]:
+def _report(repaired: int, empty: int, nonfinite: int, families: frozenset[str]
+            ) -> GeometryReport:
+    only = next(iter(families)) if len(families) == 1 else "Geometry"
+    return GeometryReport(repaired, empty, nonfinite, only, len(families) > 1, families)
+
+
+def clean_geometries(frame: gpd.GeoDataFrame, family: str | None = None
+                     ) -> tuple[gpd.GeoDataFrame, GeometryReport]:
     """Drop null/empty geometries and those with NaN or infinite coordinates, drop heights,
-    repair invalid ones and settle one geometry family."""
+    repair invalid ones and settle one geometry family.
+
+    ``family`` is the one the whole file settled on, when ``frame`` is one chunk of it: its
+    polygons are then made multi only if every chunk's are polygons (default: the frame's).
+    """
     report = GeometryReport()
     geoms = frame.geometry.values
     empty = shapely.is_missing(geoms) | shapely.is_empty(geoms)
@@ -66,12 +85,9 @@ def clean_geometries(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, Geometr
         geoms = geoms.copy()
         geoms[invalid] = [_keep_family(g) for g in fixed]
         frame = frame.set_geometry(gpd.GeoSeries(geoms, index=frame.index, crs=frame.crs))
-    families = {FAMILIES.get(t, "Geometry") for t in frame.geometry.geom_type.unique()}
-    if len(families) == 1:
-        report.geometry_type = families.pop()
-    else:
-        report.mixed = True
-    if report.geometry_type == "MultiPolygon":
+    families = frozenset(FAMILIES.get(t, "Geometry") for t in frame.geometry.geom_type.unique())
+    report = _report(report.repaired, report.dropped_empty, report.dropped_nonfinite, families)
+    if (family or report.geometry_type) == "MultiPolygon":
         geoms = frame.geometry.values.to_numpy().copy()
         single = shapely.get_type_id(geoms) == 3
         geoms[single] = shapely.multipolygons(geoms[single], indices=np.arange(single.sum()))
@@ -89,12 +105,14 @@ def _keep_family(geom: shapely.Geometry) -> shapely.Geometry:
     return geom
 
 
-def outside_count(frame: gpd.GeoDataFrame, bounds: tuple[float, float, float, float],
+def outside_count(boxes: np.ndarray, bounds: tuple[float, float, float, float],
                   margin_deg: float = 0.25) -> int:
-    """How many features lie wholly outside the city's box widened by ``margin_deg``."""
+    """How many features lie wholly outside the city's box widened by ``margin_deg``, from
+    their lon/lat bounding boxes (rows of minx, miny, maxx, maxy), which a streamed import
+    keeps for every feature where it cannot keep the geometries."""
     minx, miny, maxx, maxy = bounds
-    box = shapely.box(minx - margin_deg, miny - margin_deg, maxx + margin_deg, maxy + margin_deg)
-    return int((~frame.geometry.intersects(box)).sum())
+    return int(((boxes[:, 0] > maxx + margin_deg) | (boxes[:, 2] < minx - margin_deg)
+                | (boxes[:, 1] > maxy + margin_deg) | (boxes[:, 3] < miny - margin_deg)).sum())
 
 
 def field_name(raw: str, taken: set[str]) -> str:
@@ -132,41 +150,114 @@ def _native(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def infer_column(values: pd.Series, *, declared: bool = False) -> tuple[str, list[object]]:
-    """The narrowest type every non-empty value fits, and the values converted to it.
-
-    Text is examined once per distinct value (names and dates repeat a lot), and the
-    result is plain Python values with None for empty, ready to store. ``declared`` says the
-    source typed its columns (a DBF, a GeoPackage): a text column then stays text, as a ward
-    code ``'25195'`` in a DBF character field must, and only its written dates are read.
-    """
-    raw = [_native(v) for v in values.tolist()]
-    present = [v for v in raw if v is not None]
+def _source_kind(values: pd.Series) -> str:
+    """How the source typed a column: boolean, integer, float, date, or text (anything)."""
     if pd.api.types.is_bool_dtype(values):
-        return "boolean", [None if v is None else bool(v) for v in raw]
+        return "boolean"
     if pd.api.types.is_integer_dtype(values):
-        return "integer", raw
+        return "integer"
     if pd.api.types.is_float_dtype(values):
-        if all(float(v).is_integer() for v in present):
-            return "integer", [None if v is None else int(v) for v in raw]
-        return "number", raw
+        return "float"
     if pd.api.types.is_datetime64_any_dtype(values):
-        return "date", [None if v is None else v.date().isoformat() for v in raw]
-    text = {v: str(v).strip() for v in set(present)}
-    distinct = {t for t in text.values() if t}
-    if distinct:
-        dates = {t: parse_date(t) for t in distinct}
-        if all(dates.values()):
-            return "date", [dates.get(text[v]) if v is not None else None for v in raw]
-        numbers = {t: None if declared else _number(t) for t in distinct}
-        # Codes with leading zeros ("0123") stay text: they are identifiers, not numbers.
-        if all(n is not None for n in numbers.values()) and not any(
-                len(t) > 1 and t[0] == "0" and t[1].isdigit() for t in distinct):
-            whole = all(float(n).is_integer() for n in numbers.values())
-            convert = (lambda t: int(numbers[t])) if whole else (lambda t: numbers[t])
-            return ("integer" if whole else "number"), [
-                convert(text[v]) if v is not None and text[v] else None for v in raw]
-    return "text", [text[v] or None if v is not None else None for v in raw]
+        return "date"
+    return "text"
+
+
+def _leading_zero(text: str) -> bool:
+    """Codes with leading zeros ("0123") stay text: they are identifiers, not numbers."""
+    return len(text) > 1 and text[0] == "0" and text[1].isdigit()
+
+
+@dataclass
+class ColumnEvidence:
+    """What the values of one column seen so far allow it to be, chunk after chunk, so a
+    streamed file is typed as if it had been read whole: the narrowest type every non-empty
+    value fits. Text is examined once per distinct value (names and dates repeat a lot).
+
+    ``declared`` says the source typed its columns (a DBF, a GeoPackage): a text column then
+    stays text, as a ward code ``'25195'`` in a DBF character field must, and only its
+    written dates are read.
+    """
+
+    declared: bool = False
+    sources: set[str] = field(default_factory=set)  # _source_kind of each chunk
+    texts: bool = False  # some non-empty text was seen
+    dates: bool = True  # every non-empty text is a date
+    numbers: bool = True  # every non-empty text is a number
+    zeros: bool = False  # some text has a leading zero
+    whole: bool = True  # every number (float or numeric text) is whole
+    low: float = np.inf  # the smallest and largest number, to tell years
+    high: float = -np.inf
+
+    def observe(self, values: pd.Series) -> None:
+        source = _source_kind(values)
+        self.sources.add(source)
+        if source in ("boolean", "date"):
+            return
+        if source != "text":
+            numbers = values.dropna().to_numpy(dtype=float)
+            if len(numbers):
+                self.whole = self.whole and bool((np.isfinite(numbers)
+                                                   & (numbers == np.round(numbers))).all())
+                self.low, self.high = min(self.low, numbers.min()), max(self.high, numbers.max())
+            return
+        distinct = {t for t in (str(v).strip() for v in values.dropna().unique().tolist()) if t}
+        if not distinct:
+            return
+        self.texts = True
+        self.dates = self.dates and all(parse_date(t) for t in distinct)
+        self.zeros = self.zeros or any(_leading_zero(t) for t in distinct)
+        if self.numbers:
+            numbers = [None if self.declared else _number(t) for t in distinct]
+            self.numbers = all(n is not None for n in numbers)
+            if self.numbers:
+                self.whole = self.whole and all(float(n).is_integer() for n in numbers)
+                self.low, self.high = min(self.low, *numbers), max(self.high, *numbers)
+
+    def kind(self, key: str) -> str:
+        """The type of the column named ``key`` (a year: whole numbers in a column named
+        as years, ``nam_thanh_lap``, ``since_year``)."""
+        kind = "text"
+        if self.sources == {"boolean"}:
+            kind = "boolean"
+        elif self.sources == {"date"}:
+            kind = "date"
+        elif self.sources and self.sources <= {"integer", "float"}:
+            kind = "integer" if self.whole else "number"
+        elif self.sources == {"text"} and self.texts:
+            if self.dates:
+                kind = "date"
+            elif self.numbers and not self.zeros:
+                kind = "integer" if self.whole else "number"
+        seen = (self.low, self.high) if self.low <= self.high else ()
+        return "year" if kind == "integer" and year_like(key, seen) else kind
+
+    @staticmethod
+    def convert(values: pd.Series, kind: str) -> list[object]:
+        """The values as plain Python values of ``kind``, with None for empty, ready to
+        store. Text is converted once per distinct value."""
+        raw = values.tolist()  # Python values; NaN, None or NaT where missing
+        missing = values.isna().tolist()
+        source = _source_kind(values)
+        if kind == "boolean":
+            return [None if m else bool(v) for v, m in zip(raw, missing, strict=True)]
+        if source == "date" and kind == "date":
+            return [None if m else v.date().isoformat() for v, m in zip(raw, missing,
+                                                                        strict=True)]
+        if source in ("integer", "float") and kind in ("integer", "year", "number"):
+            if kind == "number":
+                return [None if m else v for v, m in zip(raw, missing, strict=True)]
+            return [None if m else int(v) for v, m in zip(raw, missing, strict=True)]
+        text = {v: str(_native(v)).strip() for v in values.dropna().unique().tolist()}
+        if kind == "date":
+            value = {v: parse_date(t) if t else None for v, t in text.items()}
+        elif kind in ("integer", "year", "number"):
+            value = {v: _number(t) if t else None for v, t in text.items()}
+            if kind != "number":
+                value = {v: None if n is None else int(n) for v, n in value.items()}
+        else:
+            value = {v: t or None for v, t in text.items()}
+        return [None if m else value[v] for v, m in zip(raw, missing, strict=True)]
 
 
 def _number(text: str) -> float | None:
@@ -177,27 +268,36 @@ def _number(text: str) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def infer_fields(frame: pd.DataFrame, *, declared: bool = False
-                 ) -> tuple[pd.DataFrame, list[FieldDef]]:
-    """Rename attribute columns to stable keys, type them, and describe them as FieldDefs.
+class FieldEvidence:
+    """The attribute columns of a file: stable keys, and the evidence for each one's type,
+    gathered chunk by chunk; then the FieldDefs and any chunk converted to them."""
 
-    ``declared``: the source typed its columns (see ``infer_column``). Whole numbers in a
-    column named as years (``nam_thanh_lap``, ``since_year``) are years, shown as 2020.
-    """
-    taken: set[str] = set()
-    columns: dict[str, pd.Series] = {}
-    fields: list[FieldDef] = []
-    for raw in frame.columns:
-        label = nfc(str(raw))
-        if len(label) > TITLE_MAX:  # a column's name becomes a field's key and label
-            raise InvalidUpload(Message(
-                "A column name is longer than {limit} characters ({start}…): rename it in "
-                "the file", limit=TITLE_MAX, start=label[:40]))
-        key = field_name(label, taken)
-        kind, converted = infer_column(frame[raw], declared=declared)
-        if kind == "integer" and year_like(key, (v for v in converted if v is not None)):
-            kind = "year"
-        columns[key] = pd.Series(converted, index=frame.index, dtype=object)
-        fields.append(FieldDef(key, kind, label, label))
-    out = pd.DataFrame(columns, index=frame.index)
-    return out, fields
+    def __init__(self, columns: list[object], *, declared: bool = False) -> None:
+        taken: set[str] = set()
+        self.columns = columns
+        self.labels: list[str] = []
+        self.keys: list[str] = []
+        for raw in columns:
+            label = nfc(str(raw))
+            if len(label) > TITLE_MAX:  # a column's name becomes a field's key and label
+                raise InvalidUpload(Message(
+                    "A column name is longer than {limit} characters ({start}…): rename it "
+                    "in the file", limit=TITLE_MAX, start=label[:40]))
+            self.labels.append(label)
+            self.keys.append(field_name(label, taken))
+        self.evidence = [ColumnEvidence(declared) for _ in columns]
+
+    def observe(self, frame: pd.DataFrame) -> None:
+        for raw, evidence in zip(self.columns, self.evidence, strict=True):
+            evidence.observe(frame[raw])
+
+    def fields(self) -> list[FieldDef]:
+        return [FieldDef(key, evidence.kind(key), label, label) for key, label, evidence in
+                zip(self.keys, self.labels, self.evidence, strict=True)]
+
+    def convert(self, frame: pd.DataFrame, fields: list[FieldDef]) -> pd.DataFrame:
+        """``frame``'s columns renamed to their keys and converted to ``fields``' types."""
+        columns = {f.name: pd.Series(ColumnEvidence.convert(frame[raw], f.type),
+                                     index=frame.index, dtype=object)
+                   for raw, f in zip(self.columns, fields, strict=True)}
+        return pd.DataFrame(columns, index=frame.index)

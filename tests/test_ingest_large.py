@@ -1,0 +1,92 @@
+"""Large imports stream: a file of hundreds of thousands of points is read and stored in
+chunks, in bounded memory, and a bad feature deep in it still leaves nothing stored."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import shapely
+
+from layers.ingest.read import CHUNK_ROWS
+from tests import support
+from tests.support import csrf_token, login, make_app
+
+CITY = (106.755, 11.461, 106.933, 11.577)
+# What the command line may add to its own start-up (app and libraries, about 170 MiB) to
+# import 200 000 points. Reading the file whole took about 220 MiB more; streaming takes
+# about 105 MiB, most of it the store's (SQLite's 64 MiB page cache, the list of new ids).
+IMPORT_MIB = 170
+
+
+def points_gpkg(path: Path, n: int, types: list[str] | None = None) -> Path:
+    """``n`` seeded random points over the city, with a name, a type and a count each."""
+    rng = np.random.default_rng(9)
+    frame = gpd.GeoDataFrame({
+        "ten": [f"Điểm thu gom số {i}" for i in range(1, n + 1)],
+        "loai": types or ["bin_cluster"] * n,
+        "so_luong": rng.integers(0, 500, n),
+    }, geometry=shapely.points(rng.uniform(CITY[0], CITY[2], n),
+                               rng.uniform(CITY[1], CITY[3], n)), crs=4326)
+    pyogrio.write_dataframe(frame, path, layer="diem", driver="GPKG")
+    return path
+
+
+def peak_mib(database: str, folder: Path, *args: str) -> tuple[int, subprocess.CompletedProcess]:
+    """``gis-service ARGS`` in a fresh process, and its peak resident memory in MiB (asked
+    of a parent that waits for nothing else, so no other child's peak can count)."""
+    code = ("import json, resource, subprocess, sys; r = subprocess.run(sys.argv[1:], "
+            "capture_output=True, text=True); print(json.dumps([resource.getrusage("
+            "resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode, r.stdout, r.stderr]))")
+    cli = [sys.executable, "-c", "from gis_service.cli import main; main()", *args]
+    env = {"GIS_DATABASE": database, "GIS_CLI_LANG": "en", "PATH": "/usr/bin:/bin",
+           "GIS_RATELIMIT_DB": str(folder / "rl.sqlite"), "GIS_UPLOAD_DIR": str(folder / "up")}
+    out = subprocess.run([sys.executable, "-c", code, *cli], env=env, capture_output=True,
+                         text=True, timeout=120, check=True)
+    kib, returncode, stdout, stderr = json.loads(out.stdout)
+    return kib // 1024, subprocess.CompletedProcess(cli, returncode, stdout, stderr)
+
+
+def test_a_large_import_streams_in_bounded_memory(tmp_path):
+    source = points_gpkg(tmp_path / "diem.gpkg", 200_000)
+    database = support.test_database(tmp_path / "c.sqlite")
+    start, listed = peak_mib(database, tmp_path, "layers", "list")
+    assert listed.returncode == 0, listed.stderr
+    peak, imported = peak_mib(database, tmp_path, "layers", "import", str(source),
+                              "--slug", "diem-lon", "--yes")
+    assert imported.returncode == 0, imported.stderr
+    assert "Published 200000 features to 'diem-lon'" in imported.stdout
+    assert "Fields: ten (text), loai (text), so_luong (integer)" in imported.stdout
+    assert peak - start < IMPORT_MIB, f"{peak} MiB at the peak, {start} MiB at start"
+    _, listed = peak_mib(database, tmp_path, "layers", "list")
+    assert "diem-lon\tgeneric\t200000\t" in listed.stdout
+
+
+def test_a_bad_feature_late_in_a_large_file_stores_nothing(tmp_path):
+    """The last row's type is no collection-point type: it is read only chunks after the
+    first, once the store's transaction has written the others; all of it is undone."""
+    n = 3 * CHUNK_ROWS + 1
+    source = points_gpkg(tmp_path / "diem.gpkg", n, ["bin_cluster"] * (n - 1) + ["thùng"])
+    app = make_app(tmp_path / "app.sqlite", TILE_URL="")
+    store = app.extensions["gis_store"]
+    before = [(la.slug, la.data_version) for la in store.list_layers()]
+    result = app.test_cli_runner().invoke(args=[
+        "layers", "import", str(source), "--kind", "collection_point", "--map", "type=loai",
+        "--slug", "diem-thu-gom", "--yes"])
+    assert result.exit_code == 1 and f"Feature {n}" in result.output, result.output
+    planner = login(app.test_client(), "planner")
+    answer = planner.post("/api/layers/import", headers={
+        "X-CSRFToken": csrf_token(planner, "/layers/")}, data={
+        "file": (io.BytesIO(source.read_bytes()), "diem.gpkg"), "slug": "diem-thu-gom",
+        "title": "Điểm thu gom", "kind": "collection_point", "map_name": "ten",
+        "map_type": "loai", "confirm": "on"},
+        content_type="multipart/form-data")
+    assert answer.status_code == 400 and f"{n}" in answer.json["error"], answer.json
+    assert [(la.slug, la.data_version) for la in store.list_layers()] == before
+    assert store.count_features("collection-points") == 300  # the sample's, untouched
