@@ -124,6 +124,23 @@ def test_a_cluster_click_zooms_in(page: Page, scene: Scene) -> None:
     settle(page)
 
 
+def test_tiles_that_leave_the_view_are_given_up(page: Page, scene: Scene) -> None:
+    failed: list[str] = []
+    page.on("requestfailed", lambda r: failed.append(r.url))
+    log_in(page, scene.server)
+    settle(page)
+    # Zooming in and out faster than the tiles arrive: the tiles left behind are cancelled
+    # and the map still settles (Leaflet alone would wait for them for ever).
+    page.evaluate(f"""async () => {{
+        for (const z of [16, 17, 18, 15, 17, 13]) {{
+            {MAP}.setView([11.53, 106.88], z, {{animate: false}});
+            await new Promise((done) => setTimeout(done, 10));
+        }} }}""")
+    settle(page)
+    assert any(urlsplit(u).path.startswith("/tiles/") for u in failed)
+    assert page.evaluate("() => window.gisState.layers.hotspots.loading") is False
+
+
 def test_a_tiled_features_popup_is_fetched_by_id_and_escaped(page: Page, scene: Scene,
                                                              requests: list[Request]) -> None:
     log_in(page, scene.server)

@@ -437,14 +437,40 @@
     var kinds = new WeakMap();
     var clusters = L.layerGroup();
     var byTile = {};  // tile key -> { markers, features }
+    var pending = {};  // tile key -> the AbortController of its request
     var styles = {};
     styles[layerCfg.slug] = tileStyle(layerCfg, kinds);
     var Layer = L.VectorGrid.Protobuf.extend({
+      // Each request can be given up: a tile that leaves the view before it arrives does
+      // not hold a connection the next view's tiles need.
       _getVectorTilePromise: function (coords) {
         var self = this;
-        return L.VectorGrid.Protobuf.prototype._getVectorTilePromise.call(this, coords)
-          .then(function (tile) { return self._split(coords, tile); },
-                function () { return { layers: {} }; });
+        var key = this._tileCoordsToKey(coords);
+        var controller = new AbortController();
+        var options = this.options.fetchOptions;
+        pending[key] = controller;
+        this.options.fetchOptions = L.extend({}, options, { signal: controller.signal });
+        try {
+          var promise = L.VectorGrid.Protobuf.prototype._getVectorTilePromise.call(this, coords);
+        } finally {
+          this.options.fetchOptions = options;
+        }
+        function settled() {
+          if (pending[key] === controller) { delete pending[key]; }
+        }
+        return promise
+          .then(function (tile) { settled(); return self._split(coords, tile); },
+                function () { settled(); return { layers: {} }; });
+      },
+      // Leaflet says "load" when a tile arrives and none is awaited; say it too when the
+      // last tile awaited leaves the view instead.
+      _removeTile: function (key) {
+        if (pending[key]) { pending[key].abort(); delete pending[key]; }
+        L.VectorGrid.Protobuf.prototype._removeTile.call(this, key);
+        if (this._loading && this._noTilesToLoad()) {
+          this._loading = false;
+          this.fire('load');
+        }
       },
       // Takes the clusters out of a tile (each drawn once, by the tile it lies in).
       _split: function (coords, tile) {
