@@ -104,7 +104,7 @@ def layer_config(ml: MapLayer, lang: str) -> dict[str, Any]:
     """What the browser needs to fetch, draw, colour and label one layer."""
     layer = ml.layer
     kind = get_kind(layer.kind)
-    color_field = layer.style.get("color_by", kind.color_by)
+    color_field = layer.color_by
     colors: dict[str, str] = {}
     for f in layer.fields:
         if f.name == color_field:

@@ -54,7 +54,7 @@ def shown_properties(layer: Layer, fields: tuple[FieldDef, ...]) -> tuple[str | 
     colour field, each only when it is among ``fields`` (for the public, the public ones)."""
     kind = get_kind(layer.kind)
     names = {f.name for f in fields}
-    color = layer.style.get("color_by", kind.color_by)
+    color = layer.color_by
     return (kind.title_field if kind.title_field in names else None,
             color if color in names else None)
 

@@ -180,6 +180,43 @@ def test_clusters_count_the_points_of_their_tile_by_status(app, crowd):
     assert sum(f["properties"].get("count", 1) for f in got) == sum(public.values())
 
 
+def tile_totals(client: FlaskClient, url: str, slug: str) -> Counter:
+    """The points a tile shows, by status: its clusters' counts and its single points."""
+    total = Counter()
+    for f in features(client.get(url), slug):
+        total.update(json.loads(f["properties"]["counts"]) if f["properties"].get("cluster")
+                     else {f["properties"]["status"]: 1})
+    return total
+
+
+def test_cluster_counts_follow_every_write(app, crowd):
+    """Clusters wholly inside a tile are drawn from sums the store keeps as it writes:
+    after a move, a status change, an addition and a replace they still count exactly."""
+    client, store = login(app.test_client()), app.extensions["gis_store"]
+    tile = tile_of(106.85, 11.52, 12)
+    url = f"/tiles/crowd/{tile[0]}/{tile[1]}/{tile[2]}.mvt"
+
+    def current() -> list[tuple[Point, dict]]:
+        return [(shape(f["geometry"]), f["properties"])
+                for f in api_features(client, "crowd")]
+
+    assert tile_totals(client, url, "crowd") == statuses_in(current(), tile)
+    bounds = tile_bounds(*tile)
+    inside_one = next(f for f in api_features(client, "crowd") if inside(f, bounds))
+    moved = store.update_feature(  # out of the tile, and resolved
+        "crowd", inside_one["id"], expected_version=1,
+        geometry=Point(bounds[2] + 0.01, bounds[3] + 0.01),
+        properties={**inside_one["properties"], "status": "resolved",
+                    "resolved_at": "2024-05-01"})
+    assert moved.version == 2
+    assert tile_totals(client, url, "crowd") == statuses_in(current(), tile)
+    store.add_features("crowd", [(Point((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2),
+                                  {**crowd[0][1], "status": "dismissed"})] * 3)
+    assert tile_totals(client, url, "crowd") == statuses_in(current(), tile)
+    store.replace_features("crowd", crowd[:700])
+    assert tile_totals(client, url, "crowd") == statuses_in(crowd[:700], tile)
+
+
 def test_clusters_split_into_points_at_high_zoom(app, crowd):
     client = login(app.test_client())
     z, x, y = tile_of(106.85, 11.52, 15)
@@ -190,7 +227,7 @@ def test_clusters_split_into_points_at_high_zoom(app, crowd):
     assert not any(f["properties"].get("cluster") for f in got)
 
 
-def test_a_tile_never_holds_more_than_5000_features(app):
+def test_a_tile_never_holds_more_than_5000_features_and_never_drops_a_point(app):
     # 6 000 points in a box well inside one zoom-15 tile.
     z, x, y = tile_of(*CITY, 15)
     minx, miny, maxx, maxy = tile_bounds(z, x, y)
@@ -201,7 +238,9 @@ def test_a_tile_never_holds_more_than_5000_features(app):
     app.extensions["gis_store"].create_layer("dense", "Dense", "generic",
                                              geometry_type="Point", features=items)
     client = login(app.test_client())
-    assert len(features(client.get(f"/tiles/dense/{z}/{x}/{y}.mvt"), "dense")) == 5000
+    # Past the zoom where clusters end, too many to draw one by one are still clusters.
+    deep = features(client.get(f"/tiles/dense/{z}/{x}/{y}.mvt"), "dense")
+    assert len(deep) <= 5000 and sum(f["properties"].get("count", 1) for f in deep) == 6000
     # One zoom out, they are clusters again, and count all 6 000.
     clusters = features(client.get(f"/tiles/dense/{z - 1}/{x // 2}/{y // 2}.mvt"), "dense")
     assert sum(f["properties"].get("count", 1) for f in clusters) == 6000

@@ -55,6 +55,11 @@ class Layer:
     # Counts every write to the layer's features: what caches of its tiles are keyed by.
     revision: int = 0
 
+    @property
+    def color_by(self) -> str | None:
+        """The field whose values colour the layer's features and split its clusters."""
+        return self.style.get("color_by", get_kind(self.kind).color_by)
+
     def to_dict(self, lang: str = "vi") -> dict[str, Any]:
         return {
             "slug": self.slug,

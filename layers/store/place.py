@@ -23,6 +23,9 @@ from typing import Any
 import numpy as np
 import shapely
 
+from ..tiles.grid import TileRequest
+from .common import json_text
+
 BITS = 24
 _SIDE = 1 << BITS
 EDGE_SPLITS = 5  # a cover's edge cells are 2^-5 of the box: about 100 ranges at most
@@ -103,9 +106,15 @@ def cover(bbox: Bounds, span: tuple[float, float] = (0.0, 0.0)) -> tuple[tuple[i
     (x0, x1), (y0, y1) = _grid(np.array([minx - half_w, maxx + half_w]),
                                np.array([miny - half_h, maxy + half_h]))
     x0, x1, y0, y1 = int(x0), int(x1), int(y0), int(y1)
-    width = max(x1 - x0, y1 - y0) + 1
-    top = min(BITS, math.ceil(math.log2(width)))  # cells at least as wide as the box
-    finest = max(0, top - EDGE_SPLITS)
+    top = min(BITS, math.ceil(math.log2(max(x1 - x0, y1 - y0) + 1)))
+    return _walk(x0, x1, y0, y1, top, max(0, top - EDGE_SPLITS), edges=True)
+
+
+def _walk(x0: int, x1: int, y0: int, y1: int, top: int, finest: int, edges: bool
+          ) -> tuple[tuple[int, int], ...]:
+    """The key ranges of the grid rectangle [x0, x1] × [y0, y1] (inclusive, finest grid
+    units), walked down from cells of level ``top``: cells inside it whole, and cells on
+    its edge split down to level ``finest``, then kept if ``edges`` (else left out)."""
     ranges: list[tuple[int, int]] = []
 
     def visit(cx: int, cy: int, level: int) -> None:
@@ -115,6 +124,8 @@ def cover(bbox: Bounds, span: tuple[float, float] = (0.0, 0.0)) -> tuple[tuple[i
             return
         whole = x0 <= left and right <= x1 and y0 <= bottom and top_ <= y1
         if whole or level <= finest:
+            if not (whole or edges):
+                return
             code = _code(cx, cy)
             lo, hi = code << (2 * level), ((code + 1) << (2 * level)) - 1
             if ranges and ranges[-1][1] + 1 == lo:
@@ -131,6 +142,67 @@ def cover(bbox: Bounds, span: tuple[float, float] = (0.0, 0.0)) -> tuple[tuple[i
     for cx, cy in sorted(starts, key=lambda c: _code(*c)):
         visit(cx, cy, top)
     return tuple(ranges)
+
+
+# Cluster sums are kept per cell of this level (about 610 m by 305 m): a tile up to zoom
+# 14 draws its clusters from them instead of from its points.
+SUMS_LEVEL = 16
+SUMS_SHIFT = 2 * (BITS - SUMS_LEVEL)  # a key's cell at SUMS_LEVEL is key >> SUMS_SHIFT
+
+
+@functools.lru_cache(maxsize=512)
+def split_by_sums(bbox: Bounds) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]:
+    """The key ranges of the SUMS_LEVEL cells that lie wholly inside ``bbox`` (their sums
+    can be taken as they are), and the ranges of the rest of the box's cover (whose points
+    are read and tested one by one). Together they hold each key of the cover once."""
+    minx, miny, maxx, maxy = bbox
+    side = 1 << SUMS_LEVEL
+    # Whole cells: from the first cell boundary at or after the box's minimum to the last
+    # at or before its maximum, in cells of SUMS_LEVEL.
+    cx0 = math.ceil((minx + 180.0) / 360.0 * side)
+    cx1 = math.floor((maxx + 180.0) / 360.0 * side) - 1
+    cy0 = math.ceil((miny + 90.0) / 180.0 * side)
+    cy1 = math.floor((maxy + 90.0) / 180.0 * side) - 1
+    inner: tuple[tuple[int, int], ...] = ()
+    if cx0 <= cx1 and cy0 <= cy1:
+        unit = BITS - SUMS_LEVEL
+        x0, x1 = cx0 << unit, ((cx1 + 1) << unit) - 1
+        y0, y1 = cy0 << unit, ((cy1 + 1) << unit) - 1
+        top = min(BITS, math.ceil(math.log2(max(x1 - x0, y1 - y0) + 1)))
+        inner = _walk(x0, x1, y0, y1, top, unit, edges=False)
+    return inner, _without(cover(bbox), inner)
+
+
+def sums_values(request: TileRequest, color_by: str | None) -> list[str] | None:
+    """Whether a tile's clusters may come from the layer's cluster sums, kept per colour
+    value: None if not (the tile is too deep, or filtered by something else); else the
+    colour values (as JSON text) it keeps, an empty list for all of them."""
+    query = request.query
+    if request.tile.cluster_level > SUMS_LEVEL or query.ranges:
+        return None
+    if request.color not in (None, color_by) or set(query.equals) - {color_by}:
+        return None
+    return [json_text(v) for v in query.equals.get(color_by or "", ())]
+
+
+def _without(ranges: Sequence[tuple[int, int]], holes: Sequence[tuple[int, int]]
+             ) -> tuple[tuple[int, int], ...]:
+    """``ranges`` less ``holes`` (both ascending, disjoint, inclusive)."""
+    out: list[tuple[int, int]] = []
+    pending = list(holes)
+    for lo, hi in ranges:
+        start = lo
+        for h_lo, h_hi in pending:
+            if h_hi < start or h_lo > hi:
+                continue
+            if h_lo > start:
+                out.append((start, h_lo - 1))
+            start = h_hi + 1
+            if start > hi:
+                break
+        if start <= hi:
+            out.append((start, hi))
+    return tuple(out)
 
 
 def first_revision() -> int:

@@ -61,7 +61,14 @@ from .common import (
 )
 from .place import first_revision, place_rows
 from .postgis_accounts import ACCOUNTS_SCHEMA, PostGISAccountsMixin, upgrade_accounts
-from .postgis_place import PLACE_SCHEMA, SET_PLACE, query_page, touch_layer, upgrade_place
+from .postgis_place import (
+    PLACE_SCHEMA,
+    SET_PLACE,
+    add_sums,
+    query_page,
+    touch_layer,
+    upgrade_place,
+)
 from .postgis_records import RECORDS_SCHEMA, PostGISRecordsMixin
 from .postgis_reimport import FEATURES_UPGRADE, PostGISReimportMixin, upgrade_features
 from .postgis_tiles import vector_tile
@@ -422,6 +429,7 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, PostGISReimportMix
                                             places, strict=True):
                 copy.write_row((i, layer_id, g, p, now, now, k, w, p, *place))
         touch_layer(conn, layer_id, places)
+        add_sums(conn, layer_id, ids[0], ids[-1])
         return ids
 
     @staticmethod
@@ -513,12 +521,14 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, PostGISReimportMix
             props_json = json_text(props)
             _no_nul([props_json], 1)
             places = place_rows([geom])
+            add_sums(conn, layer_row["id"], feature_id, feature_id, -1)
             conn.execute(
                 "UPDATE features SET geom = ST_GeomFromWKB(%s, 4326), props = %s::jsonb,"  # noqa: S608
                 f" version = version + 1, updated_at = %s, {SET_PLACE} WHERE id = %s",
                 (shapely.to_wkb(geom), props_json, now, *places[0], feature_id),
             )
             touch_layer(conn, layer_row["id"], places)
+            add_sums(conn, layer_row["id"], feature_id, feature_id)
             updated = self._feature(conn, layer_row, feature_id)
             self._audit(conn, actor, action, layer=slug, feature_id=feature_id, note=note,
                         before=current.to_geojson(), after=updated.to_geojson(), at=now)

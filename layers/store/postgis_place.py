@@ -14,8 +14,8 @@ import psycopg
 import shapely
 
 from ..query import FeatureQuery
-from .common import json_text, range_operator
-from .place import BOX_TEST, box_args, count_cap, cover, page_rows, place_rows, spans
+from .common import json_text, parsed_already, range_operator, to_layer
+from .place import BOX_TEST, SUMS_SHIFT, box_args, count_cap, cover, page_rows, place_rows, spans
 
 Row = dict[str, Any]
 
@@ -30,7 +30,29 @@ ALTER TABLE features ADD COLUMN IF NOT EXISTS maxx DOUBLE PRECISION NOT NULL DEF
 ALTER TABLE features ADD COLUMN IF NOT EXISTS maxy DOUBLE PRECISION NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS features_place ON features (layer_id, hkey, id)
     INCLUDE (minx, miny, maxx, maxy) WHERE archived_at IS NULL;
+CREATE TABLE IF NOT EXISTS cluster_sums (
+    layer_id BIGINT NOT NULL REFERENCES layers(id) ON DELETE CASCADE,
+    cell BIGINT NOT NULL,
+    value TEXT COLLATE "C" NOT NULL,
+    n BIGINT NOT NULL,
+    sx DOUBLE PRECISION NOT NULL,
+    sy DOUBLE PRECISION NOT NULL,
+    sid BIGINT NOT NULL,
+    PRIMARY KEY (layer_id, cell, value)
+);
 """
+# SQLite's sums (sqlite_place), the colour value as JSON text as jsonb writes it.
+_ADD_SUMS = (
+    "INSERT INTO cluster_sums (layer_id, cell, value, n, sx, sy, sid)"  # noqa: S608
+    f" SELECT f.layer_id, f.hkey >> {SUMS_SHIFT},"
+    " coalesce((f.props -> %s::text)::text, 'null'), %s * count(*),"
+    " %s * sum((f.minx + f.maxx) / 2), %s * sum((f.miny + f.maxy) / 2), %s * sum(f.id)"
+    " FROM features f WHERE f.layer_id = %s AND f.archived_at IS NULL"
+    " AND f.id BETWEEN %s AND %s GROUP BY 1, 2, 3"
+    " ON CONFLICT (layer_id, cell, value) DO UPDATE SET n = cluster_sums.n + excluded.n,"
+    " sx = cluster_sums.sx + excluded.sx, sy = cluster_sums.sy + excluded.sy,"
+    " sid = cluster_sums.sid + excluded.sid")
+POINT_TYPES = ("Point", "MultiPoint")
 COLUMNS = ("f.id, f.hkey, ST_AsBinary(f.geom) AS geom, f.props, f.version, f.created_at,"
            " f.updated_at, f.archived_at")
 SET_PLACE = "hkey = %s, minx = %s, miny = %s, maxx = %s, maxy = %s"
@@ -51,6 +73,8 @@ def upgrade_place(conn: psycopg.Connection[Row]) -> None:
     conn.execute("UPDATE layers SET span_x = s.w, span_y = s.h FROM (SELECT layer_id,"
                  " max(maxx - minx) AS w, max(maxy - miny) AS h FROM features GROUP BY layer_id)"
                  " s WHERE s.layer_id = layers.id")
+    for row in conn.execute("SELECT id FROM layers").fetchall():
+        rebuild_sums(conn, row["id"])
 
 
 def touch_layer(conn: psycopg.Connection[Row], layer_id: int,
@@ -60,6 +84,25 @@ def touch_layer(conn: psycopg.Connection[Row], layer_id: int,
     span_x, span_y = spans(places)
     conn.execute("UPDATE layers SET span_x = GREATEST(span_x, %s), span_y = GREATEST(span_y,"
                  " %s), revision = revision + 1 WHERE id = %s", (span_x, span_y, layer_id))
+
+
+def add_sums(conn: psycopg.Connection[Row], layer_id: int, first: int, last: int,
+             sign: int = 1) -> None:
+    """Add the current features with ids first..last to a point layer's cluster sums (or,
+    with ``sign`` -1, take them away), inside the caller's transaction."""
+    layer = to_layer(conn.execute("SELECT * FROM layers WHERE id = %s", (layer_id,)
+                                  ).fetchone(), parsed_already)
+    if layer.geometry_type not in POINT_TYPES:
+        return
+    conn.execute(_ADD_SUMS, [layer.color_by, sign, sign, sign, sign, layer_id, first, last])
+    if sign < 0:
+        conn.execute("DELETE FROM cluster_sums WHERE layer_id = %s AND n = 0", (layer_id,))
+
+
+def rebuild_sums(conn: psycopg.Connection[Row], layer_id: int) -> None:
+    """The layer's cluster sums made again from its current features (after a replace)."""
+    conn.execute("DELETE FROM cluster_sums WHERE layer_id = %s", (layer_id,))
+    add_sums(conn, layer_id, 0, 2**63 - 1)
 
 
 def _filters(query: FeatureQuery) -> tuple[str, list[Any]]:

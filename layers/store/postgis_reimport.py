@@ -16,7 +16,7 @@ import shapely
 
 from .common import Batch, Item, json_text
 from .place import place_rows
-from .postgis_place import SET_PLACE, touch_layer
+from .postgis_place import SET_PLACE, rebuild_sums, touch_layer
 from .reimport import Current, ReimportMixin, ReplacePlan, legacy_baselines
 
 Row = dict[str, Any]
@@ -113,6 +113,7 @@ class PostGISReimportMixin(ReimportMixin):
         touch_layer(conn, layer_id, places)
         if plan.added.properties:
             self._insert_batch(conn, layer_id, plan.added, now)
+        rebuild_sums(conn, layer_id)
         conn.execute("UPDATE layers SET data_version = %s, updated_at = %s WHERE id = %s",
                      (current + 1, now, layer_id))
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import psycopg
 
 from ..tiles.encode import CellRow, clusters_tile
-from ..tiles.grid import BUFFER, CLUSTER_MIN_POINTS, EXTENT, MAX_FEATURES, PIXEL, TileRequest
-from .place import BITS, box_args, cover
+from ..tiles.grid import BUFFER, EXTENT, MAX_FEATURES, PIXEL, TileRequest
+from .common import parsed_already, to_layer
+from .place import BITS, SUMS_LEVEL, SUMS_SHIFT, box_args, cover, split_by_sums, sums_values
 from .postgis_place import _BOX, _filters
 
 Row = dict[str, Any]
@@ -42,13 +44,14 @@ def _matches(layer: Row, request: TileRequest, columns: str, limit: int,
 
 
 def vector_tile(conn: psycopg.Connection[Row], layer: Row, request: TileRequest) -> bytes:
-    """The MVT of one tile, as SQLite's ``vector_tile`` draws it: clusters for many points
-    at low zoom, else at most MAX_FEATURES features."""
+    """The MVT of one tile, as SQLite's ``vector_tile`` draws it: clusters for more points
+    than ``Tile.cluster_above``, else at most MAX_FEATURES features."""
     points = layer["geometry_type"] in POINT_TYPES
-    if points and request.tile.clusters:
-        sql, args = _matches(layer, request, "1", CLUSTER_MIN_POINTS + 1)
+    if points:
+        most = request.tile.cluster_above
+        sql, args = _matches(layer, request, "1", most + 1)
         held = conn.execute(f"SELECT count(*) AS n FROM ({sql}) s", args).fetchone()["n"]  # noqa: S608
-        if held > CLUSTER_MIN_POINTS:
+        if held > most:
             return clusters_tile(layer["slug"], request, _cells(conn, layer, request),
                                  lambda ids: _titles(conn, request, ids))
     names = request.properties
@@ -76,8 +79,22 @@ def _cells(conn: psycopg.Connection[Row], layer: Row, request: TileRequest
     id and a title, over the tile's cover."""
     query = request.box_query
     assert query.bbox is not None
-    where, params = _filters(query)
     ranges = cover(query.bbox, (layer["span_x"], layer["span_y"]))
+    values = sums_values(request, to_layer(layer, parsed_already).color_by)
+    if values is not None:  # cells wholly inside the tile: from the layer's cluster sums
+        inner, ranges = split_by_sums(query.bbox)
+        sums = conn.execute(
+            "SELECT s.cell >> %s AS cell, s.value, sum(s.n)::bigint AS n, sum(s.sx) AS sx,"
+            " sum(s.sy) AS sy, sum(s.sid)::bigint AS id"
+            " FROM unnest(%s::bigint[], %s::bigint[]) AS r(lo, hi) JOIN cluster_sums s"
+            " ON s.layer_id = %s AND s.cell BETWEEN r.lo AND r.hi"
+            " WHERE cardinality(%s::text[]) = 0 OR s.value = ANY(%s::text[]) GROUP BY 1, 2",
+            [2 * (SUMS_LEVEL - request.tile.cluster_level),
+             [lo >> SUMS_SHIFT for lo, _ in inner], [hi >> SUMS_SHIFT for _, hi in inner],
+             layer["id"], values, values]).fetchall()
+        for r in sums:
+            yield r["cell"], orjson.loads(r["value"]), r["n"], r["sx"], r["sy"], r["id"]
+    where, params = _filters(query)
     # OFFSET 0 keeps the lateral subquery whole: one index range scan per key range.
     # Flattened into a join, it was planned as a scan of the whole table.
     rows = conn.execute(

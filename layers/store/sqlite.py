@@ -42,7 +42,14 @@ from .common import (
 )
 from .place import first_revision, place_rows
 from .sqlite_accounts import ACCOUNTS_SCHEMA, AccountsMixin, upgrade_accounts
-from .sqlite_place import PLACE_INDEX, SET_PLACE, query_page, touch_layer, upgrade_place
+from .sqlite_place import (
+    PLACE_INDEX,
+    SET_PLACE,
+    add_sums,
+    query_page,
+    touch_layer,
+    upgrade_place,
+)
 from .sqlite_records import RECORDS_SCHEMA, RecordsMixin
 from .sqlite_reimport import FEATURES_TABLE, SQLiteReimportMixin, upgrade_features
 from .sqlite_tiles import vector_tile
@@ -283,6 +290,7 @@ class SQLiteStore(AccountsMixin, RecordsMixin, SQLiteReimportMixin, Store):
                                          places, strict=True)],
         )
         touch_layer(con, layer_id, places)
+        add_sums(con, layer_id, ids[0], ids[-1])
         return ids
 
     @staticmethod
@@ -359,12 +367,14 @@ class SQLiteStore(AccountsMixin, RecordsMixin, SQLiteReimportMixin, Store):
             current = self._to_features(slug, [row])[0]
             geom, props = checked_edit(layer, current, expected_version, geometry, properties)
             places = place_rows([geom])
+            add_sums(con, row["layer_id"], feature_id, feature_id, -1)
             con.execute(
                 "UPDATE features SET geom = ?, props = ?, version = version + 1,"  # noqa: S608
                 f" updated_at = ?, {SET_PLACE} WHERE id = ?",
                 (shapely.to_wkb(geom), json_text(props), now, *places[0], feature_id),
             )
             touch_layer(con, row["layer_id"], places)
+            add_sums(con, row["layer_id"], feature_id, feature_id)
             updated = self._to_features(slug, [self._feature_row(con, slug, feature_id)])[0]
             self._audit(con, actor, action, layer=slug, feature_id=feature_id, note=note,
                         before=current.to_geojson(), after=updated.to_geojson(), at=now)

@@ -8,6 +8,7 @@ overlaps the query box but whose shape does not is no match.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
@@ -15,8 +16,8 @@ from typing import Any
 import shapely
 
 from ..query import FeatureQuery
-from .common import range_operator
-from .place import BOX_TEST, box_args, count_cap, cover, page_rows, place_rows, spans
+from .common import range_operator, to_layer
+from .place import BOX_TEST, SUMS_SHIFT, box_args, count_cap, cover, page_rows, place_rows, spans
 
 PLACE_COLUMNS = {"hkey": "INTEGER", "minx": "REAL", "miny": "REAL", "maxx": "REAL",
                  "maxy": "REAL"}
@@ -24,7 +25,28 @@ LAYER_COLUMNS = {"span_x": "REAL", "span_y": "REAL", "revision": "INTEGER"}
 PLACE_INDEX = """
 CREATE INDEX IF NOT EXISTS features_place ON features(layer_id, hkey, id, minx, maxx, miny, maxy)
     WHERE archived_at IS NULL;
+CREATE TABLE IF NOT EXISTS cluster_sums (
+    layer_id INTEGER NOT NULL REFERENCES layers(id) ON DELETE CASCADE,
+    cell INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    sx REAL NOT NULL,
+    sy REAL NOT NULL,
+    sid INTEGER NOT NULL,
+    PRIMARY KEY (layer_id, cell, value)
+) WITHOUT ROWID;
 """
+# A point layer's sums per SUMS_LEVEL cell and colour value (as JSON text): how many
+# points, their summed position, and their summed ids (a cell of one point holds its id).
+_ADD_SUMS = (
+    "INSERT INTO cluster_sums (layer_id, cell, value, n, sx, sy, sid)"  # noqa: S608
+    f" SELECT f.layer_id, f.hkey >> {SUMS_SHIFT}, json_quote(json_extract(f.props, ?)),"
+    " ? * count(*), ? * sum((f.minx + f.maxx) / 2), ? * sum((f.miny + f.maxy) / 2),"
+    " ? * sum(f.id) FROM features f WHERE f.layer_id = ? AND f.archived_at IS NULL"
+    " AND f.id BETWEEN ? AND ? GROUP BY 1, 2, 3"
+    " ON CONFLICT (layer_id, cell, value) DO UPDATE SET n = n + excluded.n,"
+    " sx = sx + excluded.sx, sy = sy + excluded.sy, sid = sid + excluded.sid")
+POINT_TYPES = ("Point", "MultiPoint")
 COLUMNS = ("f.id, f.hkey, f.geom, f.props, f.version, f.created_at, f.updated_at,"
            " f.archived_at")
 SET_PLACE = "hkey = ?, minx = ?, miny = ?, maxx = ?, maxy = ?"
@@ -54,6 +76,10 @@ def upgrade_place(con: sqlite3.Connection) -> None:
                     " (SELECT coalesce(max(maxy - miny), 0) FROM features f"
                     " WHERE f.layer_id = layers.id)")
         con.execute("DROP TABLE IF EXISTS features_rtree")
+        for statement in PLACE_INDEX.split(";")[:-1]:  # executescript would commit
+            con.execute(statement)
+        for (layer_id,) in con.execute("SELECT id FROM layers").fetchall():
+            rebuild_sums(con, layer_id)
     except BaseException:
         con.execute("ROLLBACK")
         raise
@@ -67,6 +93,31 @@ def touch_layer(con: sqlite3.Connection, layer_id: int,
     span_x, span_y = spans(places)
     con.execute("UPDATE layers SET span_x = max(span_x, ?), span_y = max(span_y, ?),"
                 " revision = revision + 1 WHERE id = ?", (span_x, span_y, layer_id))
+
+
+def json_path(name: str | None) -> str | None:
+    """The JSON path of a property (None reads as NULL in ``json_extract``)."""
+    return None if name is None else '$."' + name.replace('"', '""') + '"'
+
+
+def add_sums(con: sqlite3.Connection, layer_id: int, first: int, last: int,
+             sign: int = 1) -> None:
+    """Add the current features with ids first..last to a point layer's cluster sums (or,
+    with ``sign`` -1, take them away), inside the caller's transaction."""
+    layer = to_layer(con.execute("SELECT * FROM layers WHERE id = ?", (layer_id,)).fetchone(),
+                     json.loads)
+    if layer.geometry_type not in POINT_TYPES:
+        return
+    con.execute(_ADD_SUMS, [json_path(layer.color_by), sign, sign, sign, sign, layer_id,
+                            first, last])
+    if sign < 0:
+        con.execute("DELETE FROM cluster_sums WHERE layer_id = ? AND n = 0", (layer_id,))
+
+
+def rebuild_sums(con: sqlite3.Connection, layer_id: int) -> None:
+    """The layer's cluster sums made again from its current features (after a replace)."""
+    con.execute("DELETE FROM cluster_sums WHERE layer_id = ?", (layer_id,))
+    add_sums(con, layer_id, 0, 2**63 - 1)
 
 
 def _filters(query: FeatureQuery) -> tuple[str, list[Any]]:

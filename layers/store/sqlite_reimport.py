@@ -17,7 +17,7 @@ import shapely
 from .common import Batch, Item, json_text
 from .place import place_rows
 from .reimport import Current, ReimportMixin, ReplacePlan, legacy_baselines
-from .sqlite_place import SET_PLACE, touch_layer
+from .sqlite_place import SET_PLACE, rebuild_sums, touch_layer
 
 FEATURES_TABLE = """
 CREATE TABLE IF NOT EXISTS {name} (
@@ -149,6 +149,7 @@ class SQLiteReimportMixin(ReimportMixin):
                          [(now, c.id) for c in plan.archived])
         if plan.added.properties:
             self._insert_batch(conn, layer_id, plan.added, now)
+        rebuild_sums(conn, layer_id)
         conn.execute("UPDATE layers SET data_version = ?, updated_at = ? WHERE id = ?",
                      (current + 1, now, layer_id))
 

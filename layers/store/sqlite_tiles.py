@@ -8,6 +8,7 @@ index entries and values, not their geometries.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
@@ -16,30 +17,23 @@ import orjson
 import shapely
 
 from ..tiles.encode import CellRow, clusters_tile, features_tile
-from ..tiles.grid import CLUSTER_MIN_POINTS, MAX_FEATURES, TileRequest
-from .place import BITS, box_args, cover
-from .sqlite_place import _BOX, _filters, _in_box
+from ..tiles.grid import MAX_FEATURES, TileRequest
+from .common import to_layer
+from .place import BITS, SUMS_LEVEL, SUMS_SHIFT, box_args, cover, split_by_sums, sums_values
+from .sqlite_place import _BOX, _count_in_box, _filters, _in_box, json_path
 
 POINT_TYPES = ("Point", "MultiPoint")
 
 
-def _path(name: str | None) -> str | None:
-    """The JSON path of a property (None reads as NULL in ``json_extract``)."""
-    return None if name is None else '$."' + name.replace('"', '""') + '"'
-
-
 def vector_tile(con: sqlite3.Connection, layer: sqlite3.Row, request: TileRequest) -> bytes:
-    """The MVT of one tile: clusters when the layer holds points, the zoom is below
-    CLUSTER_MAX_ZOOM and the tile holds more than CLUSTER_MIN_POINTS of them; else its
-    features, at most MAX_FEATURES."""
+    """The MVT of one tile: clusters when the layer holds points and the tile more of
+    them than ``Tile.cluster_above``; else its features, at most MAX_FEATURES."""
     query = request.box_query
     points = layer["geometry_type"] in POINT_TYPES
-    if points and request.tile.clusters:
-        held = sum(1 for _ in _in_box(con, layer, query, None, CLUSTER_MIN_POINTS + 1,
-                                      "f.id, f.hkey"))
-        if held > CLUSTER_MIN_POINTS:
-            return clusters_tile(layer["slug"], request, _cells(con, layer, request),
-                                 lambda ids: _titles(con, request, ids))
+    most = request.tile.cluster_above
+    if points and _count_in_box(con, layer, query, most + 1) > most:
+        return clusters_tile(layer["slug"], request, _cells(con, layer, request),
+                             lambda ids: _titles(con, request, ids))
     rows = list(_in_box(con, layer, query, None, MAX_FEATURES, "f.id, f.hkey, f.geom, f.props"))
     return features_tile(layer["slug"], request, [r["id"] for r in rows],
                          shapely.from_wkb([r["geom"] for r in rows]),
@@ -49,17 +43,31 @@ def vector_tile(con: sqlite3.Connection, layer: sqlite3.Row, request: TileReques
 def _cells(con: sqlite3.Connection, layer: sqlite3.Row, request: TileRequest
            ) -> Iterator[CellRow]:
     """Per (cluster cell, colour value): the points, their summed position and the
-    smallest id, over each key range of the tile's cover."""
+    smallest id (of a cell's only point, its id). Cells wholly inside the tile come from
+    the layer's cluster sums when its filters allow, the rest from its points."""
     query = request.box_query
     assert query.bbox is not None
+    ranges = cover(query.bbox, (layer["span_x"], layer["span_y"]))
+    values = sums_values(request, to_layer(layer, json.loads).color_by)
+    if values is not None:
+        inner, ranges = split_by_sums(query.bbox)
+        sql = ("SELECT cell >> ?, value, sum(n), sum(sx), sum(sy), sum(sid) FROM cluster_sums"  # noqa: S608
+               " WHERE layer_id = ? AND cell BETWEEN ? AND ?"
+               + (f" AND value IN ({', '.join('?' * len(values))})" if values else "")
+               + " GROUP BY 1, 2")
+        shift = 2 * (SUMS_LEVEL - request.tile.cluster_level)
+        for lo, hi in inner:
+            for cell, value, n, sx, sy, sid in con.execute(
+                    sql, [shift, layer["id"], lo >> SUMS_SHIFT, hi >> SUMS_SHIFT, *values]):
+                yield cell, orjson.loads(value), n, sx, sy, sid
     where, params = _filters(query)
     sql = ("SELECT f.hkey >> ? AS cell, json_extract(f.props, ?) AS v, count(*),"  # noqa: S608
            " sum((f.minx + f.maxx) / 2), sum((f.miny + f.maxy) / 2), min(f.id)"
            " FROM features f INDEXED BY features_place"
            " WHERE f.layer_id = ? AND f.archived_at IS NULL AND f.hkey BETWEEN ? AND ?"
            f" AND {_BOX}{where} GROUP BY cell, v")
-    head = [2 * (BITS - request.tile.cluster_level), _path(request.color), layer["id"]]
-    for lo, hi in cover(query.bbox, (layer["span_x"], layer["span_y"])):
+    head = [2 * (BITS - request.tile.cluster_level), json_path(request.color), layer["id"]]
+    for lo, hi in ranges:
         for row in con.execute(sql, [*head, lo, hi, *box_args(query.bbox), *params]):
             yield tuple(row)
 
@@ -67,5 +75,5 @@ def _cells(con: sqlite3.Connection, layer: sqlite3.Row, request: TileRequest
 def _titles(con: sqlite3.Connection, request: TileRequest, ids: list[int]) -> dict[int, Any]:
     marks = ", ".join("?" * len(ids))
     rows = con.execute(f"SELECT id, json_extract(props, ?) FROM features WHERE id IN ({marks})",  # noqa: S608
-                       [_path(request.title), *ids])
+                       [json_path(request.title), *ids])
     return dict(rows.fetchall())

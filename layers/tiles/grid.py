@@ -74,9 +74,10 @@ class Tile:
         return self.x / n * 360 - 180, lat(self.y + 1), (self.x + 1) / n * 360 - 180, lat(self.y)
 
     @property
-    def clusters(self) -> bool:
-        """Whether points may be clustered at this zoom."""
-        return self.z < CLUSTER_MAX_ZOOM
+    def cluster_above(self) -> int:
+        """How many points the tile may hold before they are clustered: a few hundred
+        below CLUSTER_MAX_ZOOM, MAX_FEATURES above (a tile never holds more)."""
+        return CLUSTER_MIN_POINTS if self.z < CLUSTER_MAX_ZOOM else MAX_FEATURES
 
     @property
     def cluster_level(self) -> int:
