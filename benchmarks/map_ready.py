@@ -385,7 +385,7 @@ def bench(n: int, args: argparse.Namespace, browser: Browser, work: Path,
         approaches.append(Approach("gis_service /map, behind nginx gzip", f"{proxy}/map",
                                    APP_READY, APP_SHOWN, DESKTOP, app=True,
                                    html_bytes=len(map_html)))
-    if n >= 1_000_000 and args.phone:
+    if n >= args.phone_from and args.phone:
         approaches.append(Approach("gis_service /map, phone 390×844", f"{base}/map", APP_READY,
                                    APP_SHOWN, PHONE, app=True, html_bytes=len(map_html)))
     bounds = open_store(str(database)).extent("wards") or BOX
@@ -458,7 +458,9 @@ def main() -> None:
     parser.add_argument("sizes", nargs="*", type=int, default=list(data.SIZES))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-phone", dest="phone", action="store_false",
-                        help="skip the phone-size run at 1M")
+                        help="skip the phone-size run")
+    parser.add_argument("--phone-from", type=int, default=1_000_000,
+                        help="smallest N with a phone-size run")
     parser.add_argument("--no-gzip", dest="gzip", action="store_false",
                         help="skip the run behind nginx with gzip")
     args = parser.parse_args()
