@@ -10,7 +10,10 @@ round runs, one after the other, in fresh processes and into fresh output files:
 - *ogr2ogr SQLite*: ``ogr2ogr -f SQLite out.sqlite points.gpkg`` (no spatial index);
 - *store alone*: the same points handed to the SQLite store's ``create_layer`` straight from
   pyogrio, 10 000 at a time, without the pipeline: what the store itself costs;
-- *app start*: ``gis-service layers list``: what the command costs before any import.
+- *app start*: ``gis-service layers list`` on an empty store: the command's own start-up;
+- with ``--before TREE`` (a checkout of an older commit, e.g. ``git archive HEAD~1 | tar -x
+  -C TREE``, with ``gis_service/assets/node_modules`` linked in), *before*: the same
+  import by that tree's code (``PYTHONPATH=TREE``).
 Peak memory is each child's own ``ru_maxrss`` (``os.wait4``); this script imports no large
 library itself, since a child's count starts from the parent it was forked from. Not a test.
 Run: ``.venv/bin/python benchmarks/ingest_large.py [--points N] [--runs N]``.
@@ -32,10 +35,11 @@ sys.path.insert(0, str(HERE.parent))
 CLI = [sys.executable, "-c", "from gis_service.cli import main; main()"]
 
 
-def child(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+def child(command: list[str], env: dict[str, str] | None = None, cwd: str | None = None
+          ) -> tuple[float, float]:
     """Run ``command``; its wall seconds and peak resident memory in MiB."""
     start = time.perf_counter()
-    process = subprocess.Popen(command, env={**os.environ, **(env or {})},  # noqa: S603
+    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, cwd=cwd,  # noqa: S603
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - start
@@ -76,6 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--before", metavar="TREE", help="also time this tree's import")
     parser.add_argument("--feed-store", nargs=2, metavar=("GPKG", "DATABASE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -103,8 +108,13 @@ def main() -> None:
                 [sys.executable, __file__, "--feed-store", source,
                  str(work / f"store-{i}.sqlite")]),
             "app start (layers list)": lambda i: child(
-                [*CLI, "layers", "list"], {"GIS_DATABASE": str(work / f"ours-{i}.sqlite")}),
+                [*CLI, "layers", "list"], {"GIS_DATABASE": str(work / f"empty-{i}.sqlite")}),
         }
+        if args.before:
+            jobs["before: the same import by --before's code"] = lambda i: child(
+                [*CLI, "layers", "import", source, "--slug", "points", "--yes"],
+                {"GIS_DATABASE": str(work / f"before-{i}.sqlite"), "GIS_CLI_LANG": "en",
+                 "PYTHONPATH": args.before}, cwd=args.before)  # python -c puts cwd first
         for i in range(args.runs):
             for name, job in jobs.items():
                 results.setdefault(name, []).append(job(i))

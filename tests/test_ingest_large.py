@@ -26,9 +26,11 @@ IMPORT_MIB = 170
 
 
 def points_gpkg(path: Path, n: int, types: list[str] | None = None) -> Path:
-    """``n`` seeded random points over the city, with a name, a type and a count each."""
+    """``n`` seeded random points over the city, with a code (the key the import guesses),
+    a name, a type and a count each."""
     rng = np.random.default_rng(9)
     frame = gpd.GeoDataFrame({
+        "ma": [f"TG{i:06d}" for i in range(1, n + 1)],
         "ten": [f"Điểm thu gom số {i}" for i in range(1, n + 1)],
         "loai": types or ["bin_cluster"] * n,
         "so_luong": rng.integers(0, 500, n),
@@ -62,10 +64,24 @@ def test_a_large_import_streams_in_bounded_memory(tmp_path):
                               "--slug", "diem-lon", "--yes")
     assert imported.returncode == 0, imported.stderr
     assert "Published 200000 features to 'diem-lon'" in imported.stdout
-    assert "Fields: ten (text), loai (text), so_luong (integer)" in imported.stdout
+    assert "Fields: ma (text), ten (text), loai (text), so_luong (integer)" in imported.stdout
     assert peak - start < IMPORT_MIB, f"{peak} MiB at the peak, {start} MiB at start"
     _, listed = peak_mib(database, tmp_path, "layers", "list")
     assert "diem-lon\tgeneric\t200000\t" in listed.stdout
+
+
+def test_a_streamed_import_keeps_each_row_key(tmp_path):
+    """The keys travel beside their rows chunk after chunk: re-importing the same file
+    matches every row to the feature it made."""
+    n = 3 * CHUNK_ROWS + 1
+    source = points_gpkg(tmp_path / "diem.gpkg", n)
+    app = make_app(tmp_path / "app.sqlite", TILE_URL="")
+    cli = app.test_cli_runner()
+    created = cli.invoke(args=["layers", "import", str(source), "--slug", "diem", "--yes"])
+    assert created.exit_code == 0 and f"Published {n} features" in created.output, (
+        created.output)
+    again = cli.invoke(args=["layers", "import", str(source), "--replace", "diem"])
+    assert f"0 added, 0 changed, {n} unchanged, 0 archived" in again.output, again.output
 
 
 def test_a_bad_feature_late_in_a_large_file_stores_nothing(tmp_path):

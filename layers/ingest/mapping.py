@@ -89,8 +89,11 @@ class KeyEvidence:
         for key, column in self.columns.items():
             if key not in self.hashes:
                 continue
-            text = frame[column].astype(object).where(frame[column].notna(), "")
-            text = text.astype(str).str.strip()
+            values = frame[column]
+            if pd.api.types.is_integer_dtype(values):  # whole numbers: their text is unique
+                self.hashes[key].append(values.to_numpy().view(np.uint64))  # when they are
+                continue
+            text = values.astype(object).where(values.notna(), "").astype(str).str.strip()
             if (text == "").any():
                 del self.hashes[key]  # a row without one: not a key
             else:
@@ -98,7 +101,7 @@ class KeyEvidence:
 
     def guess(self) -> str | None:
         for key, hashes in self.hashes.items():
-            values = np.concatenate(hashes) if hashes else np.empty(0, np.uint64)
-            if len(np.unique(values)) == len(values):
+            values = np.sort(np.concatenate(hashes)) if hashes else np.empty(0, np.uint64)
+            if not (values[1:] == values[:-1]).any():
                 return key
         return None

@@ -420,7 +420,8 @@ def _item_maker(preview: Preview, spec: PublishSpec
         names = [f.name for f in fields]
 
         def generic(frame: gpd.GeoDataFrame) -> list[Item]:
-            props = [{k: v for k, v in zip(names, row, strict=True) if v is not None}
+            props = [dict(zip(names, row, strict=True)) if None not in row else
+                     {k: v for k, v in zip(names, row, strict=True) if v is not None}
                      for row in _rows(frame, names)]
             return list(zip(np.asarray(frame.geometry.values), props, strict=True))
         return generic, fields

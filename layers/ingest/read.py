@@ -169,21 +169,31 @@ def read_vector(ds: Dataset) -> RawData:
     shapefile = ds.format == "shapefile"
     kwargs = {"encoding": "latin1"} if shapefile else {}
     size = CHUNK_ROWS if ds.format in CHUNKED else None
+    fid = _fid_column(ds) if ds.format == "gpkg" else None
 
-    def chunk(skip: int) -> tuple[gpd.GeoDataFrame, list[Message]]:
-        return _gdal(ds, lambda: pyogrio.read_dataframe(
-            ds.path, layer=ds.layer, skip_features=skip, max_features=size, **kwargs))
+    def chunk(skip: int, after: int | None) -> tuple[gpd.GeoDataFrame, list[Message], int | None]:
+        """The features past the first ``skip``; in a GeoPackage, those after the fid
+        ``after``, which SQLite finds at once where an offset counts every row before it."""
+        where = {"where": f'"{fid}" > {after}'} if fid and after is not None else {
+            "skip_features": skip}
+        part, warned = _gdal(ds, lambda: pyogrio.read_dataframe(
+            ds.path, layer=ds.layer, max_features=size, fid_as_index=bool(fid), **where,
+            **kwargs))
+        last = int(part.index[-1]) if fid and len(part) else after
+        return part, warned, last
 
     if shapefile:
         check_shapefile(ds)
-    frame, notes = chunk(0)
+    frame, notes, first_last = chunk(0, None)
     whole = size is None or len(frame) < size
+    if not (frame.index.is_unique and frame.index.is_monotonic_increasing):
+        fid = None  # not read in fid order (a view?): paging by fid could lose features
     if shapefile and whole:
         check_shapefile(ds, len(frame))
 
-    def chunks_from(read: int) -> Iterator[gpd.GeoDataFrame]:
+    def chunks_from(read: int, after: int | None) -> Iterator[gpd.GeoDataFrame]:
         while True:
-            part, warned = chunk(read)
+            part, warned, after = chunk(read, after)
             notes.extend(w for w in warned if w not in notes)  # the same as raw.warnings
             read += len(part)
             if len(part):
@@ -198,8 +208,18 @@ def read_vector(ds: Dataset) -> RawData:
     declared = None if shapefile or frame.crs is None else frame.crs.srs
     raw = RawData(frame, declared, shapefile, notes, declared_types=True)
     if not whole:
-        raw.more, raw.reread = lambda: chunks_from(len(frame)), lambda: chunks_from(0)
+        raw.more = lambda: chunks_from(len(frame), first_last)
+        raw.reread = lambda: chunks_from(0, None)
     return raw
+
+
+def _fid_column(ds: Dataset) -> str | None:
+    """The name of a GeoPackage layer's fid column, quoted for SQL, if GDAL reports one."""
+    try:
+        name = pyogrio.read_info(ds.path, layer=ds.layer).get("fid_column")
+    except (DataSourceError, DataLayerError, OSError, ValueError, RuntimeError):
+        return None  # reading the layer itself will say what is wrong
+    return name.replace('"', '""') if name else None
 
 
 def _local(tag: str) -> str:

@@ -201,16 +201,18 @@ class ColumnEvidence:
                                                    & (numbers == np.round(numbers))).all())
                 self.low, self.high = min(self.low, numbers.min()), max(self.high, numbers.max())
             return
+        if self.texts and not (self.dates or self.numbers):
+            return  # text already, whatever comes: a name column need not be read again
         distinct = {t for t in (str(v).strip() for v in values.dropna().unique().tolist()) if t}
         if not distinct:
             return
         self.texts = True
         self.dates = self.dates and all(parse_date(t) for t in distinct)
-        self.zeros = self.zeros or any(_leading_zero(t) for t in distinct)
         if self.numbers:
             numbers = [None if self.declared else _number(t) for t in distinct]
             self.numbers = all(n is not None for n in numbers)
             if self.numbers:
+                self.zeros = self.zeros or any(_leading_zero(t) for t in distinct)
                 self.whole = self.whole and all(float(n).is_integer() for n in numbers)
                 self.low, self.high = min(self.low, *numbers), max(self.high, *numbers)
 
@@ -248,7 +250,8 @@ class ColumnEvidence:
             if kind == "number":
                 return [None if m else v for v, m in zip(raw, missing, strict=True)]
             return [None if m else int(v) for v, m in zip(raw, missing, strict=True)]
-        text = {v: str(_native(v)).strip() for v in values.dropna().unique().tolist()}
+        text = {v: (v if type(v) is str else str(_native(v))).strip()
+                for v in values.dropna().unique().tolist()}
         if kind == "date":
             value = {v: parse_date(t) if t else None for v, t in text.items()}
         elif kind in ("integer", "year", "number"):
