@@ -128,7 +128,8 @@ def main() -> None:
     for name, runs in results.items():
         print(f"| {name} | {spread([t for t, _ in runs])} | {spread([m for _, m in runs])} |")
     ours = results["ours: gis-service layers import"]
-    for other in ("ogr2ogr -f GPKG", "ogr2ogr -f SQLite", "store alone (create_layer)"):
+    others = [n for n in results if n.startswith(("ogr2ogr", "store", "before"))]
+    for other in others:
         ratios = [a[0] / b[0] for a, b in zip(ours, results[other], strict=True)]
         print(f"\nours / {other}, time, per round: {spread(ratios, '×')}", end="")
     print()
