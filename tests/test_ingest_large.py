@@ -25,9 +25,9 @@ CITY = (106.755, 11.461, 106.933, 11.577)
 IMPORT_MIB = 170
 
 
-def points_gpkg(path: Path, n: int, types: list[str] | None = None) -> Path:
+def points_gpkg(path: Path, n: int, types: list[str] | None = None, empty: int = 0) -> Path:
     """``n`` seeded random points over the city, with a code (the key the import guesses),
-    a name, a type and a count each."""
+    a name, a type and a count each; the first ``empty`` without a geometry."""
     rng = np.random.default_rng(9)
     frame = gpd.GeoDataFrame({
         "ma": [f"TG{i:06d}" for i in range(1, n + 1)],
@@ -36,6 +36,7 @@ def points_gpkg(path: Path, n: int, types: list[str] | None = None) -> Path:
         "so_luong": rng.integers(0, 500, n),
     }, geometry=shapely.points(rng.uniform(CITY[0], CITY[2], n),
                                rng.uniform(CITY[1], CITY[3], n)), crs=4326)
+    frame.loc[:empty - 1, "geometry"] = None
     pyogrio.write_dataframe(frame, path, layer="diem", driver="GPKG")
     return path
 
@@ -82,6 +83,16 @@ def test_a_streamed_import_keeps_each_row_key(tmp_path):
         created.output)
     again = cli.invoke(args=["layers", "import", str(source), "--replace", "diem"])
     assert f"0 added, 0 changed, {n} unchanged, 0 archived" in again.output, again.output
+
+
+def test_a_first_chunk_without_geometries_is_counted_and_the_rest_imported(tmp_path):
+    n, empty = 2 * CHUNK_ROWS + 1, CHUNK_ROWS + 5
+    source = points_gpkg(tmp_path / "diem.gpkg", n, empty=empty)
+    app = make_app(tmp_path / "app.sqlite", TILE_URL="")
+    result = app.test_cli_runner().invoke(args=["layers", "import", str(source), "--yes"])
+    assert result.exit_code == 0, result.output
+    assert f"{empty} features without a geometry were left out" in result.output
+    assert f"Published {n - empty} features" in result.output
 
 
 def test_a_bad_feature_late_in_a_large_file_stores_nothing(tmp_path):

@@ -331,7 +331,8 @@ class _Scan:
         self.report = self.report.merge(report)
         geoms = np.asarray(chunk.geometry.values)
         boxes = shapely.bounds(geoms)
-        self.extent.append(_total_bounds(boxes))  # exact, for the CRS diagnosis
+        if len(boxes):  # a chunk may have lost every geometry
+            self.extent.append(_total_bounds(boxes))  # exact, for the CRS diagnosis
         self.boxes.append(boxes.astype(np.float32))  # 16 bytes a feature, to count outside
         self.datum += list(geoms[(-self.count) % self.stride::self.stride])
         while len(self.datum) > DATUM_SAMPLE:
