@@ -49,10 +49,11 @@ update-translations:                ## re-extract strings and merge them into th
 	$(BIN)/pybabel update -i messages.pot -d gis_service/translations --width 100
 	rm messages.pot
 
-SYSTEM_PACKAGES := chromium postgresql postgresql-15-postgis-3 postgis
+SYSTEM_PACKAGES := chromium gdal-bin postgresql postgresql-15-postgis-3 postgis
 
-system-deps:                        ## Debian's Chromium and PostgreSQL/PostGIS for the tests
-	@if ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+system-deps:                        ## Debian's Chromium, GDAL's tools and PostgreSQL/PostGIS for the tests
+	@if ! command -v chromium >/dev/null || ! command -v ogrinfo >/dev/null \
+	    || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 	    || ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && $(APT) $(SYSTEM_PACKAGES); \
 	  else echo "Install Debian's $(SYSTEM_PACKAGES) (apt-get install) to run the tests"; exit 1; fi; \
