@@ -14,8 +14,11 @@ import numpy as np
 import pyogrio
 import shapely
 
+from layers.ingest import read
 from layers.ingest.read import CHUNK_ROWS
+from layers.query import MAX_LIMIT, FeatureQuery
 from tests import support
+from tests.ingest_files import tm3, write_shapefile, zip_files
 from tests.support import csrf_token, login, make_app
 
 CITY = (106.755, 11.461, 106.933, 11.577)
@@ -117,3 +120,48 @@ def test_a_bad_feature_late_in_a_large_file_stores_nothing(tmp_path):
     assert answer.status_code == 400 and f"{n}" in answer.json["error"], answer.json
     assert [(la.slug, la.data_version) for la in store.list_layers()] == before
     assert store.count_features("collection-points") == 300  # the sample's, untouched
+
+
+def test_chunks_read_like_the_whole_file(tmp_path, monkeypatch):
+    """A VN-2000 shapefile of plots in Windows-1258 without a .cpg, with empty and
+    self-crossing shapes spread over three chunks, previewed and published twice by the
+    command line: read in chunks, and in one piece. Both say and store the same, feature
+    for feature."""
+    n = 2 * CHUNK_ROWS + 500
+    rng = np.random.default_rng(4)
+    x, y = tm3(106.80, 11.50)
+    xs, ys = x + rng.uniform(0, 9000, n), y + rng.uniform(0, 9000, n)
+    geoms = shapely.box(xs, ys, xs + 40, ys + 30)
+    geoms[[7, CHUNK_ROWS + 3, n - 1]] = None
+    for i in (11, 2 * CHUNK_ROWS + 9):  # bow-ties, repaired
+        geoms[i] = shapely.Polygon([(xs[i], ys[i]), (xs[i] + 50, ys[i] + 50),
+                                    (xs[i] + 50, ys[i]), (xs[i], ys[i] + 50)])
+    frame = gpd.GeoDataFrame({
+        "TEN": [f"Điểm tập kết rác đường Phú Riềng Đỏ số {i}" for i in range(n)],
+        "NGAY": [f"{1 + i % 28:02d}/{1 + i % 12:02d}/2024" for i in range(n)],
+        "SO_LUONG": [str(i % 97) for i in range(n)],
+    }, geometry=geoms, crs=9212)
+    source = zip_files(tmp_path / "diem.zip", write_shapefile(
+        tmp_path / "src", "diem", frame, encoding="cp1258"))
+    app = make_app(tmp_path / "app.sqlite", TILE_URL="")
+    store = app.extensions["gis_store"]
+
+    def imported(slug: str) -> tuple[str, list]:
+        result = app.test_cli_runner().invoke(args=[
+            "layers", "import", str(source), "--slug", slug, "--yes"])
+        assert result.exit_code == 0, result.output
+        stored, after = [], None
+        while True:
+            page = store.query_features(slug, FeatureQuery(limit=MAX_LIMIT, after=after))
+            stored += [(f.properties, shapely.get_coordinates(f.geometry).round(7).tolist())
+                       for f in page.features]
+            if (after := page.next_after) is None:
+                return result.output.replace(slug, "SLUG"), stored
+
+    chunked = imported("theo-phan")
+    monkeypatch.setattr(read, "CHUNK_ROWS", 10 * n)
+    assert imported("mot-lan") == chunked
+    assert "3 features without a geometry were left out" in chunked[0]
+    assert "2 invalid geometries were repaired" in chunked[0]
+    assert "Windows-1258" in chunked[0] and "ngay (date)" in chunked[0]
+    assert len(chunked[1]) == n - 3 and chunked[1][0][0]["ten"] == frame["TEN"][0]
