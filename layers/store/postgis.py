@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import threading
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -376,7 +377,7 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, PostGISReimportMix
         now = utc_now()
         with self._tx() as conn:
             row = self._layer_row(conn, slug, "update")
-            ids = self._insert_many(conn, row, items, now)
+            ids = list(self._insert_many(conn, row, items, now))
             conn.execute("UPDATE layers SET updated_at = %s WHERE id = %s", (now, row["id"]))
             if ids:
                 action, feature_id, after = added_entry(ids, lambda i: self._feature(conn, row, i))
@@ -391,7 +392,7 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, PostGISReimportMix
         items: Iterable[tuple[BaseGeometry, dict[str, Any]]],
         now: str,
         keys: Sequence[str | None] | None = None,
-    ) -> list[int]:
+    ) -> array[int]:
         """Check and insert features inside the caller's transaction, a batch at a time.
 
         After a large insert the table's statistics are renewed: planned on stale ones,
@@ -407,7 +408,8 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, PostGISReimportMix
                       now: str) -> list[int]:
         """COPY one checked batch in; its ids, in the items' order.
 
-        Each feature is its own baseline until an import changes it (``reimport``).
+        Each feature is its own baseline (none is stored) until staff edit it or an import
+        changes it (``reimport``): the row holds one copy of its data, not two.
         """
         props = [json_text(p) for p in batch.properties]
         _no_nul(props, batch.first)
@@ -418,16 +420,14 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, PostGISReimportMix
             (len(props),)).fetchone()["ids"])
         ewkb = shapely.to_wkb(shapely.set_srid(batch.geometries, 4326), hex=True,
                               include_srid=True)
-        wkb = shapely.to_wkb(batch.geometries)
         keys = batch.keys or [None] * len(ids)
         places = place_rows(batch.geometries)
         with conn.cursor().copy(
             "COPY features (id, layer_id, geom, props, created_at, updated_at, import_key,"
-            " base_geom, base_props, hkey, minx, miny, maxx, maxy) FROM STDIN"
+            " hkey, minx, miny, maxx, maxy) FROM STDIN"
         ) as copy:
-            for i, g, p, k, w, place in zip(ids, ewkb.tolist(), props, keys, wkb.tolist(),
-                                            places, strict=True):
-                copy.write_row((i, layer_id, g, p, now, now, k, w, p, *place))
+            for i, g, p, k, place in zip(ids, ewkb.tolist(), props, keys, places, strict=True):
+                copy.write_row((i, layer_id, g, p, now, now, k, *place))
         touch_layer(conn, layer_id, places)
         add_sums(conn, layer_id, ids[0], ids[-1])
         return ids
@@ -523,8 +523,10 @@ class PostGISStore(PostGISAccountsMixin, PostGISRecordsMixin, PostGISReimportMix
             places = place_rows([geom])
             add_sums(conn, layer_row["id"], feature_id, feature_id, -1)
             conn.execute(
-                "UPDATE features SET geom = ST_GeomFromWKB(%s, 4326), props = %s::jsonb,"  # noqa: S608
-                f" version = version + 1, updated_at = %s, {SET_PLACE} WHERE id = %s",
+                "UPDATE features SET base_geom = coalesce(base_geom, ST_AsBinary(geom)),"  # noqa: S608
+                " base_props = coalesce(base_props, props), geom = ST_GeomFromWKB(%s, 4326),"
+                " props = %s::jsonb, version = version + 1, updated_at = %s,"
+                f" {SET_PLACE} WHERE id = %s",
                 (shapely.to_wkb(geom), props_json, now, *places[0], feature_id),
             )
             touch_layer(conn, layer_row["id"], places)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -242,7 +243,7 @@ class SQLiteStore(AccountsMixin, RecordsMixin, SQLiteReimportMixin, Store):
         now = utc_now()
         with self._tx() as con:
             row = self._layer_row(con, slug)
-            ids = self._insert_many(con, row, items, now)
+            ids = list(self._insert_many(con, row, items, now))
             con.execute("UPDATE layers SET updated_at = ? WHERE id = ?", (now, row["id"]))
             if ids:
                 action, feature_id, after = added_entry(
@@ -260,7 +261,7 @@ class SQLiteStore(AccountsMixin, RecordsMixin, SQLiteReimportMixin, Store):
         items: Iterable[tuple[BaseGeometry, dict[str, Any]]],
         now: str,
         keys: Sequence[str | None] | None = None,
-    ) -> list[int]:
+    ) -> array[int]:
         """Check and insert features inside the caller's transaction, a batch at a time."""
         return insert_batches(self._to_layer(row), items, self.BATCH,
                               lambda batch: self._insert_batch(con, row["id"], batch, now), keys)
@@ -269,7 +270,8 @@ class SQLiteStore(AccountsMixin, RecordsMixin, SQLiteReimportMixin, Store):
                       ) -> list[int]:
         """Write one checked batch with its place columns; its ids, in the items' order.
 
-        Each feature is its own baseline until an import changes it (``reimport``).
+        Each feature is its own baseline (none is stored) until staff edit it or an import
+        changes it (``reimport``): the row holds one copy of its data, not two.
         """
         # Ids are assigned here, in the items' order; the write transaction is exclusive, so
         # nobody else can take them meanwhile. Past the AUTOINCREMENT sequence too, so an
@@ -283,9 +285,9 @@ class SQLiteStore(AccountsMixin, RecordsMixin, SQLiteReimportMixin, Store):
         places = place_rows(batch.geometries)
         con.executemany(
             "INSERT INTO features (id, layer_id, geom, props, created_at, updated_at,"
-            " import_key, base_geom, base_props, hkey, minx, miny, maxx, maxy)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(i, layer_id, w, text, now, now, k, w, text, *p)
+            " import_key, hkey, minx, miny, maxx, maxy)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(i, layer_id, w, text, now, now, k, *p)
              for i, w, k, text, p in zip(ids, wkb, keys, map(json_text, batch.properties),
                                          places, strict=True)],
         )
@@ -369,8 +371,9 @@ class SQLiteStore(AccountsMixin, RecordsMixin, SQLiteReimportMixin, Store):
             places = place_rows([geom])
             add_sums(con, row["layer_id"], feature_id, feature_id, -1)
             con.execute(
-                "UPDATE features SET geom = ?, props = ?, version = version + 1,"  # noqa: S608
-                f" updated_at = ?, {SET_PLACE} WHERE id = ?",
+                "UPDATE features SET base_geom = coalesce(base_geom, geom),"  # noqa: S608
+                " base_props = coalesce(base_props, props), geom = ?, props = ?,"
+                f" version = version + 1, updated_at = ?, {SET_PLACE} WHERE id = ?",
                 (shapely.to_wkb(geom), json_text(props), now, *places[0], feature_id),
             )
             touch_layer(con, row["layer_id"], places)
