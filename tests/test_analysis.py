@@ -34,8 +34,9 @@ def summary(sample_store: SQLiteStore) -> pd.DataFrame:
     return ward_summary(sample_store)
 
 
-def matched(store: SQLiteStore, slug: str, **equals: tuple) -> int:
-    return store.query_features(slug, FeatureQuery(limit=1, equals=equals)).matched
+def matched(store: SQLiteStore, slug: str, **equals: tuple) -> int | None:
+    # A page of 1000 counts up to 10 000 matches, more than the sample city holds.
+    return store.query_features(slug, FeatureQuery(limit=1000, equals=equals)).matched
 
 
 # -- layer_frame --------------------------------------------------------------------------
