@@ -26,8 +26,7 @@ from jinja2 import Template
 
 from layers.kinds import get_kind
 from layers.store import Layer
-
-POINT_TYPES = ("Point", "MultiPoint")
+from layers.store.base import POINT_TYPES
 
 
 @dataclass

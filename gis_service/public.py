@@ -75,12 +75,9 @@ def public_layer(map_slug: str, layer_slug: str) -> Layer:
     return layer
 
 
-def _public_names(layer: Layer) -> tuple[str, ...]:
+def public_names(layer: Layer) -> tuple[str, ...]:
+    """The properties the public sees of a layer's features: its public fields."""
     return tuple(f.name for f in public_fields(layer))
-
-
-def public_json(layer: Layer, feature: Feature) -> dict:
-    return feature.to_geojson(_public_names(layer))
 
 
 def visible(layer: Layer, feature: Feature) -> bool:
@@ -96,18 +93,20 @@ def features(map_slug: str, layer_slug: str) -> ResponseReturnValue:
     if layer.kind == "hotspot":
         query = FeatureQuery(query.bbox, query.limit, query.after, {"status": PUBLIC_STATUSES})
 
+    names = public_names(layer)
+
     def page() -> bytes:
         found = get_store().query_features(layer_slug, query)
         return orjson.dumps({
             "type": "FeatureCollection",
-            "features": [public_json(layer, f) for f in found.features],
+            "features": [f.to_geojson(names) for f in found.features],
             **page_counts(found),
             "links": next_links(found, lambda **a: url_for(".features", map_slug=map_slug,
                                                            layer_slug=layer_slug, **a), paging),
         })
 
     # The public fields are in the key: a field made internal leaves the answers at once.
-    key = ("public-features", *layer_key(layer), _public_names(layer), map_slug, args_key(paging))
+    key = ("public-features", *layer_key(layer), names, map_slug, args_key(paging))
     return cached_answer(key, GEOJSON, PUBLIC_CACHE, page)
 
 
@@ -117,9 +116,9 @@ def feature(map_slug: str, layer_slug: str, feature_id: int) -> ResponseReturnVa
     found = get_store().get_feature(layer_slug, feature_id)
     if not visible(layer, found):
         abort(404)
-    key = ("public-feature", *layer_key(layer), _public_names(layer), feature_id)
-    return cached_answer(key, GEOJSON, PUBLIC_CACHE,
-                         lambda: orjson.dumps(public_json(layer, found)))
+    names = public_names(layer)
+    key = ("public-feature", *layer_key(layer), names, feature_id)
+    return cached_answer(key, GEOJSON, PUBLIC_CACHE, lambda: orjson.dumps(found.to_geojson(names)))
 
 
 def shown_layers(config: PublicMap) -> list[Layer]:

@@ -30,6 +30,8 @@ SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ROLES = ("admin", "planner", "inspector")
 TYPE_IDS = {"Point": 0, "LineString": 1, "Polygon": 3, "MultiPoint": 4, "MultiLineString": 5,
             "MultiPolygon": 6}
+# Layers of these geometry types are drawn as markers and clustered.
+POINT_TYPES = ("Point", "MultiPoint")
 GEOMETRY_FAMILIES = {
     "Point": {"Point", "MultiPoint"},
     "LineString": {"LineString", "MultiLineString"},

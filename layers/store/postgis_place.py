@@ -14,6 +14,7 @@ import psycopg
 import shapely
 
 from ..query import FeatureQuery
+from .base import POINT_TYPES
 from .common import json_text, parsed_already, range_operator, to_layer
 from .place import BOX_TEST, SUMS_SHIFT, box_args, count_cap, cover, page_rows, place_rows, spans
 
@@ -52,7 +53,6 @@ _ADD_SUMS = (
     " ON CONFLICT (layer_id, cell, value) DO UPDATE SET n = cluster_sums.n + excluded.n,"
     " sx = cluster_sums.sx + excluded.sx, sy = cluster_sums.sy + excluded.sy,"
     " sid = cluster_sums.sid + excluded.sid")
-POINT_TYPES = ("Point", "MultiPoint")
 COLUMNS = ("f.id, f.hkey, ST_AsBinary(f.geom) AS geom, f.props, f.version, f.created_at,"
            " f.updated_at, f.archived_at")
 SET_PLACE = "hkey = %s, minx = %s, miny = %s, maxx = %s, maxy = %s"

@@ -16,12 +16,12 @@ import psycopg
 
 from ..tiles.encode import CellRow, clusters_tile
 from ..tiles.grid import BUFFER, EXTENT, MAX_FEATURES, PIXEL, TileRequest
+from .base import POINT_TYPES
 from .common import parsed_already, to_layer
 from .place import BITS, SUMS_LEVEL, SUMS_SHIFT, box_args, cover, split_by_sums, sums_values
 from .postgis_place import _BOX, _filters
 
 Row = dict[str, Any]
-POINT_TYPES = ("Point", "MultiPoint")
 
 
 def _matches(layer: Row, request: TileRequest, columns: str, limit: int,

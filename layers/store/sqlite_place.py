@@ -16,6 +16,7 @@ from typing import Any
 import shapely
 
 from ..query import FeatureQuery
+from .base import POINT_TYPES
 from .common import range_operator, to_layer
 from .place import BOX_TEST, SUMS_SHIFT, box_args, count_cap, cover, page_rows, place_rows, spans
 
@@ -46,7 +47,6 @@ _ADD_SUMS = (
     " AND f.id BETWEEN ? AND ? GROUP BY 1, 2, 3"
     " ON CONFLICT (layer_id, cell, value) DO UPDATE SET n = n + excluded.n,"
     " sx = sx + excluded.sx, sy = sy + excluded.sy, sid = sid + excluded.sid")
-POINT_TYPES = ("Point", "MultiPoint")
 COLUMNS = ("f.id, f.hkey, f.geom, f.props, f.version, f.created_at, f.updated_at,"
            " f.archived_at")
 SET_PLACE = "hkey = ?, minx = ?, miny = ?, maxx = ?, maxy = ?"

@@ -18,11 +18,10 @@ import shapely
 
 from ..tiles.encode import CellRow, clusters_tile, features_tile
 from ..tiles.grid import MAX_FEATURES, TileRequest
+from .base import POINT_TYPES
 from .common import to_layer
 from .place import BITS, SUMS_LEVEL, SUMS_SHIFT, box_args, cover, split_by_sums, sums_values
 from .sqlite_place import _BOX, _count_in_box, _filters, _in_box, json_path
-
-POINT_TYPES = ("Point", "MultiPoint")
 
 
 def vector_tile(con: sqlite3.Connection, layer: sqlite3.Row, request: TileRequest) -> bytes:
