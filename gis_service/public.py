@@ -88,7 +88,9 @@ def visible(layer: Layer, feature: Feature) -> bool:
 def features(map_slug: str, layer_slug: str) -> ResponseReturnValue:
     layer = public_layer(map_slug, layer_slug)
     args = request.args.to_dict(flat=False)
-    paging = {k: v for k, v in args.items() if k in ("bbox", "limit", "after")}
+    # ``offset`` is passed on to be refused by name: ignored, a client paging by offset
+    # would get its first page again and again.
+    paging = {k: v for k, v in args.items() if k in ("bbox", "limit", "after", "offset")}
     query = parse_query(paging, public_fields(layer))
     if layer.kind == "hotspot":
         query = FeatureQuery(query.bbox, query.limit, query.after, {"status": PUBLIC_STATUSES})

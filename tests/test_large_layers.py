@@ -84,8 +84,9 @@ def test_a_next_link_keeps_the_filters_and_a_bad_after_is_refused(app_with_point
     assert "bbox=106.7" in link and "after=" in link and "limit=5" in link
     refused = client.get("/api/layers/diem/features?after=12;DROP")
     assert refused.status_code == 400 and "after" in refused.get_json()["error"]
-    offset = client.get("/api/layers/diem/features?offset=100")
-    assert offset.status_code == 400 and "after" in offset.get_json()["error"]
+    for api in ("/api/layers/diem/features", "/public/api/default/layers/hotspots/features"):
+        offset = client.get(f"{api}?offset=100")
+        assert offset.status_code == 400 and "after" in offset.get_json()["error"], api
 
 
 def stores(tmp_path: Path) -> list[Store]:
